@@ -1,0 +1,86 @@
+//! The Capabilities service: which API versions, digest functions and limits
+//! this server offers.
+
+use reapi_core::proto::remote_execution as re;
+use reapi_core::proto::remote_execution::capabilities_server::Capabilities;
+use reapi_core::proto::semver::SemVer;
+use reapi_core::InstancePolicy;
+use tonic::{Request, Response, Status};
+
+use super::MAX_BATCH_TOTAL_SIZE;
+
+/// What the execution side offers, when there is one.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionSupport {
+    /// Lowest and highest `ExecutionPolicy.priority` accepted.
+    pub priority_range: (i32, i32),
+}
+
+pub struct CapabilitiesService {
+    instances: InstancePolicy,
+    execution: Option<ExecutionSupport>,
+}
+
+impl CapabilitiesService {
+    pub fn new(instances: InstancePolicy, execution: Option<ExecutionSupport>) -> Self {
+        CapabilitiesService {
+            instances,
+            execution,
+        }
+    }
+
+    pub fn capabilities(&self) -> re::ServerCapabilities {
+        let sha256 = re::digest_function::Value::Sha256 as i32;
+        let version = |minor| SemVer {
+            major: 2,
+            minor,
+            patch: 0,
+            prerelease: String::new(),
+        };
+        re::ServerCapabilities {
+            cache_capabilities: Some(re::CacheCapabilities {
+                digest_functions: vec![sha256],
+                action_cache_update_capabilities: Some(re::ActionCacheUpdateCapabilities {
+                    update_enabled: true,
+                }),
+                max_batch_total_size_bytes: MAX_BATCH_TOTAL_SIZE as i64,
+                symlink_absolute_path_strategy: re::symlink_absolute_path_strategy::Value::Allowed
+                    as i32,
+                supported_compressors: vec![],
+                supported_batch_update_compressors: vec![],
+                ..Default::default()
+            }),
+            execution_capabilities: self
+                .execution
+                .as_ref()
+                .map(|exec| re::ExecutionCapabilities {
+                    // Bazel compares this legacy field with its own function.
+                    digest_function: sha256,
+                    digest_functions: vec![sha256],
+                    exec_enabled: true,
+                    execution_priority_capabilities: Some(re::PriorityCapabilities {
+                        priorities: vec![re::priority_capabilities::PriorityRange {
+                            min_priority: exec.priority_range.0,
+                            max_priority: exec.priority_range.1,
+                        }],
+                    }),
+                    supported_node_properties: vec![],
+                }),
+            // Bazel 4.x speaks 2.0 only and refuses a range that starts above it.
+            deprecated_api_version: Some(version(0)),
+            low_api_version: Some(version(0)),
+            high_api_version: Some(version(12)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Capabilities for CapabilitiesService {
+    async fn get_capabilities(
+        &self,
+        request: Request<re::GetCapabilitiesRequest>,
+    ) -> Result<Response<re::ServerCapabilities>, Status> {
+        self.instances.check(&request.get_ref().instance_name)?;
+        Ok(Response::new(self.capabilities()))
+    }
+}

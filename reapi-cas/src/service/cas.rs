@@ -1,0 +1,312 @@
+//! The ContentAddressableStorage service: FindMissingBlobs, the batch calls
+//! and GetTree.
+
+use std::collections::{HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::Stream;
+use prost::Message;
+use reapi_core::proto::remote_execution as re;
+use reapi_core::proto::remote_execution::content_addressable_storage_server::ContentAddressableStorage;
+use reapi_core::proto::rpc;
+use reapi_core::tree::directory_children;
+use reapi_core::{BlobStore, Digest, DigestFunction, Error, ErrorExt, InstancePolicy, Result};
+use tonic::{Request, Response, Status};
+
+use super::{BATCH_MESSAGE_HEADROOM, MAX_BATCH_TOTAL_SIZE};
+
+/// Directories per GetTree page when the client leaves it to us, and the
+/// most we return in one page whatever it asks.
+const DEFAULT_TREE_PAGE: usize = 1000;
+const MAX_TREE_PAGE: usize = 10_000;
+
+pub struct CasService {
+    store: Arc<dyn BlobStore>,
+    instances: InstancePolicy,
+}
+
+impl CasService {
+    pub fn new(store: Arc<dyn BlobStore>, instances: InstancePolicy) -> Self {
+        CasService { store, instances }
+    }
+
+    fn check(&self, instance: &str, digest_function: i32) -> Result<()> {
+        self.instances.check(instance)?;
+        DigestFunction::from_proto(digest_function)?;
+        Ok(())
+    }
+}
+
+fn status_of(result: Result<()>) -> rpc::Status {
+    match result {
+        Ok(()) => rpc::Status::default(),
+        Err(e) => rpc::Status {
+            code: e.code() as i32,
+            message: e.to_string(),
+            details: vec![],
+        },
+    }
+}
+
+fn parse_digests(digests: &[re::Digest]) -> Result<Vec<Digest>> {
+    digests.iter().map(Digest::from_proto).collect()
+}
+
+type TreeStream = Pin<Box<dyn Stream<Item = Result<re::GetTreeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ContentAddressableStorage for CasService {
+    async fn find_missing_blobs(
+        &self,
+        request: Request<re::FindMissingBlobsRequest>,
+    ) -> Result<Response<re::FindMissingBlobsResponse>, Status> {
+        let req = request.into_inner();
+        self.check(&req.instance_name, req.digest_function)?;
+        let digests = parse_digests(&req.blob_digests)?;
+        let missing = self
+            .store
+            .find_missing(&req.instance_name, &digests)
+            .await?;
+        Ok(Response::new(re::FindMissingBlobsResponse {
+            missing_blob_digests: missing.iter().map(Digest::to_proto).collect(),
+        }))
+    }
+
+    async fn batch_update_blobs(
+        &self,
+        request: Request<re::BatchUpdateBlobsRequest>,
+    ) -> Result<Response<re::BatchUpdateBlobsResponse>, Status> {
+        let req = request.into_inner();
+        self.check(&req.instance_name, req.digest_function)?;
+        let size = req.encoded_len();
+        if size > MAX_BATCH_TOTAL_SIZE + BATCH_MESSAGE_HEADROOM {
+            return Err(Error::invalid_argument(format!(
+                "BatchUpdateBlobs request is {size} bytes, over the {MAX_BATCH_TOTAL_SIZE}-byte \
+                 limit (max_batch_total_size_bytes); use ByteStream Write for large blobs"
+            ))
+            .into());
+        }
+        let instance = req.instance_name.as_str();
+        let updates = req.requests.into_iter().map(|blob| async move {
+            let proto_digest = blob.digest.clone().unwrap_or_default();
+            let result = async {
+                let digest = Digest::from_proto_field(blob.digest.as_ref(), "digest")?;
+                if blob.compressor != re::compressor::Value::Identity as i32 {
+                    return Err(Error::invalid_argument(format!(
+                        "blob {digest}: compressor {} is not supported",
+                        blob.compressor
+                    )));
+                }
+                self.store
+                    .put(instance, &digest, Bytes::from(blob.data))
+                    .await
+                    .with_context(|| format!("storing blob {digest}"))
+            }
+            .await;
+            re::batch_update_blobs_response::Response {
+                digest: Some(proto_digest),
+                status: Some(status_of(result)),
+            }
+        });
+        let responses = futures::future::join_all(updates).await;
+        Ok(Response::new(re::BatchUpdateBlobsResponse { responses }))
+    }
+
+    async fn batch_read_blobs(
+        &self,
+        request: Request<re::BatchReadBlobsRequest>,
+    ) -> Result<Response<re::BatchReadBlobsResponse>, Status> {
+        let req = request.into_inner();
+        self.check(&req.instance_name, req.digest_function)?;
+        let digests = parse_digests(&req.digests)?;
+        let total: u64 = digests.iter().map(Digest::size).sum();
+        if total > MAX_BATCH_TOTAL_SIZE as u64 {
+            return Err(Error::invalid_argument(format!(
+                "BatchReadBlobs asks for {total} bytes, over the {MAX_BATCH_TOTAL_SIZE}-byte \
+                 limit (max_batch_total_size_bytes); use ByteStream Read for large blobs"
+            ))
+            .into());
+        }
+        let instance = req.instance_name.as_str();
+        let reads = digests.iter().map(|digest| async move {
+            let (data, status) = match self.store.get(instance, digest).await {
+                Ok(data) => (data.to_vec(), rpc::Status::default()),
+                Err(e) => (Vec::new(), status_of(Err(e))),
+            };
+            re::batch_read_blobs_response::Response {
+                digest: Some(digest.to_proto()),
+                data,
+                compressor: re::compressor::Value::Identity as i32,
+                status: Some(status),
+            }
+        });
+        let responses = futures::future::join_all(reads).await;
+        Ok(Response::new(re::BatchReadBlobsResponse { responses }))
+    }
+
+    type GetTreeStream = TreeStream;
+
+    async fn get_tree(
+        &self,
+        request: Request<re::GetTreeRequest>,
+    ) -> Result<Response<Self::GetTreeStream>, Status> {
+        let req = request.into_inner();
+        self.check(&req.instance_name, req.digest_function)?;
+        let root = Digest::from_proto_field(req.root_digest.as_ref(), "root_digest")?;
+        let page_size = match usize::try_from(req.page_size) {
+            Ok(0) => DEFAULT_TREE_PAGE,
+            Ok(n) => n.min(MAX_TREE_PAGE),
+            Err(_) => return Err(Error::invalid_argument("page_size is negative").into()),
+        };
+        let skip = parse_page_token(&req.page_token)?;
+        // The root must exist: a missing root is NOT_FOUND, while missing
+        // subtrees are omitted as the spec allows.
+        self.store.get(&req.instance_name, &root).await?;
+        let walk = TreeWalk {
+            store: self.store.clone(),
+            instance: req.instance_name,
+            queue: VecDeque::from([root]),
+            seen: HashSet::from([root]),
+            emitted: 0,
+            skip,
+            page_size,
+        };
+        let stream = futures::stream::unfold(Some(walk), |walk| async move {
+            let mut walk = walk?;
+            match walk.next_page().await {
+                Ok(page) => {
+                    let done = page.next_page_token.is_empty();
+                    Some((Ok(page), (!done).then_some(walk)))
+                }
+                Err(e) => Some((Err(Status::from(e)), None)),
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn split_blob(
+        &self,
+        _request: Request<re::SplitBlobRequest>,
+    ) -> Result<Response<re::SplitBlobResponse>, Status> {
+        Err(Status::unimplemented(
+            "SplitBlob is not supported (split_blob_support is false)",
+        ))
+    }
+
+    type GetChunkMappingStream =
+        Pin<Box<dyn Stream<Item = Result<re::GetChunkMappingResponse, Status>> + Send>>;
+
+    async fn get_chunk_mapping(
+        &self,
+        _request: Request<re::GetChunkMappingRequest>,
+    ) -> Result<Response<Self::GetChunkMappingStream>, Status> {
+        Err(Status::unimplemented("GetChunkMapping is not supported"))
+    }
+
+    async fn splice_blob(
+        &self,
+        _request: Request<re::SpliceBlobRequest>,
+    ) -> Result<Response<re::SpliceBlobResponse>, Status> {
+        Err(Status::unimplemented(
+            "SpliceBlob is not supported (splice_blob_support is false)",
+        ))
+    }
+
+    async fn register_chunk_mapping(
+        &self,
+        _request: Request<tonic::Streaming<re::RegisterChunkMappingRequest>>,
+    ) -> Result<Response<re::RegisterChunkMappingResponse>, Status> {
+        Err(Status::unimplemented(
+            "RegisterChunkMapping is not supported",
+        ))
+    }
+}
+
+/// Page tokens are the count of directories already returned, so a client
+/// can resume a broken GetTree stream statelessly.
+fn parse_page_token(token: &str) -> Result<usize> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .strip_prefix("skip:")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "page_token {token:?} is not one this server issued"
+            ))
+        })
+}
+
+/// Breadth-first walk of a directory tree, one page at a time. Each
+/// directory is returned once however often it appears.
+struct TreeWalk {
+    store: Arc<dyn BlobStore>,
+    instance: String,
+    queue: VecDeque<Digest>,
+    seen: HashSet<Digest>,
+    emitted: usize,
+    skip: usize,
+    page_size: usize,
+}
+
+impl TreeWalk {
+    /// The next page; its token is empty when the walk is complete.
+    async fn next_page(&mut self) -> Result<re::GetTreeResponse> {
+        let mut directories = Vec::new();
+        while directories.len() < self.page_size {
+            let Some(digest) = self.queue.pop_front() else {
+                break;
+            };
+            let bytes = match self.store.get(&self.instance, &digest).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.code() == tonic::Code::NotFound => continue,
+                Err(e) => return Err(e.context(format!("reading directory {digest}"))),
+            };
+            let dir = re::Directory::decode(bytes).map_err(|e| {
+                Error::invalid_argument(format!(
+                    "directory {digest} is not a valid Directory message: {e}"
+                ))
+            })?;
+            let (_, subdirs) =
+                directory_children(&dir).with_context(|| format!("directory {digest}"))?;
+            for sub in subdirs {
+                if self.seen.insert(sub) {
+                    self.queue.push_back(sub);
+                }
+            }
+            self.emitted += 1;
+            if self.emitted > self.skip {
+                directories.push(dir);
+            }
+        }
+        let next_page_token = if self.queue.is_empty() {
+            String::new()
+        } else {
+            format!("skip:{}", self.emitted)
+        };
+        Ok(re::GetTreeResponse {
+            directories,
+            next_page_token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens() {
+        assert_eq!(parse_page_token("").unwrap(), 0);
+        assert_eq!(parse_page_token("skip:42").unwrap(), 42);
+        for bad in ["42", "skip:", "skip:-1", "skip:x"] {
+            assert_eq!(
+                parse_page_token(bad).unwrap_err().code(),
+                tonic::Code::InvalidArgument
+            );
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! gRPC services over `Arc<dyn BlobStore>` and `Arc<dyn ActionCache>`:
+//! Capabilities, ContentAddressableStorage, ByteStream and ActionCache.
+
+pub mod action_cache;
+pub mod bytestream;
+pub mod capabilities;
+pub mod cas;
+pub mod inline;
+mod pending_uploads;
+pub mod storage;
+
+pub use action_cache::ActionCacheService;
+pub use bytestream::ByteStreamService;
+pub use capabilities::{CapabilitiesService, ExecutionSupport};
+pub use cas::CasService;
+pub use storage::StorageServices;
+
+/// `max_batch_total_size_bytes` advertised to clients. Batch reads are held
+/// to it in blob bytes; batch updates in encoded message bytes, plus
+/// [`BATCH_MESSAGE_HEADROOM`].
+pub const MAX_BATCH_TOTAL_SIZE: usize = 4 * 1024 * 1024;
+
+/// Clients disagree whether the limit counts blob bytes or message bytes;
+/// the headroom lets a batch of just under 4 MiB of blob data through with
+/// its digests and framing, while one message stays bounded.
+pub const BATCH_MESSAGE_HEADROOM: usize = 256 * 1024;
+
+/// Largest gRPC message the servers decode. Above the batch limit so an
+/// oversized batch gets our INVALID_ARGUMENT, not a transport error, while
+/// still bounding what one message can make us allocate.
+pub const MAX_DECODING_MESSAGE_SIZE: usize = 4 * MAX_BATCH_TOTAL_SIZE;
+
+/// Largest data chunk in one ByteStream `ReadResponse`.
+pub const MAX_READ_CHUNK: usize = 1024 * 1024;

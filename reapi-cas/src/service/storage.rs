@@ -1,0 +1,56 @@
+//! Builds the four storage services with their message limits, ready to add
+//! to a tonic server.
+
+use std::sync::Arc;
+
+use reapi_core::proto::bytestream::byte_stream_server::ByteStreamServer;
+use reapi_core::proto::remote_execution::action_cache_server::ActionCacheServer;
+use reapi_core::proto::remote_execution::capabilities_server::CapabilitiesServer;
+use reapi_core::proto::remote_execution::content_addressable_storage_server::ContentAddressableStorageServer;
+use reapi_core::{ActionCache, BlobStore, InstancePolicy};
+use tonic::service::RoutesBuilder;
+
+use super::{
+    ActionCacheService, ByteStreamService, CapabilitiesService, CasService, ExecutionSupport,
+    MAX_DECODING_MESSAGE_SIZE,
+};
+
+/// The storage side of a server: a blob store, an action cache and the
+/// instance names they serve.
+pub struct StorageServices {
+    pub store: Arc<dyn BlobStore>,
+    pub action_cache: Arc<dyn ActionCache>,
+    pub instances: InstancePolicy,
+    /// Set when an execution service runs beside storage, so Capabilities
+    /// advertises it.
+    pub execution: Option<ExecutionSupport>,
+}
+
+impl StorageServices {
+    /// Adds Capabilities, ContentAddressableStorage, ByteStream and
+    /// ActionCache to `routes`.
+    pub fn add_to(self, routes: &mut RoutesBuilder) {
+        let StorageServices {
+            store,
+            action_cache,
+            instances,
+            execution,
+        } = self;
+        routes.add_service(
+            CapabilitiesServer::new(CapabilitiesService::new(instances.clone(), execution))
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+        );
+        routes.add_service(
+            ContentAddressableStorageServer::new(CasService::new(store.clone(), instances.clone()))
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+        );
+        routes.add_service(
+            ByteStreamServer::new(ByteStreamService::new(store.clone(), instances.clone()))
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+        );
+        routes.add_service(
+            ActionCacheServer::new(ActionCacheService::new(action_cache, store, instances))
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+        );
+    }
+}

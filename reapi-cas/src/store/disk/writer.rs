@@ -1,0 +1,374 @@
+//! Writing blobs: temp file, verify, sync, rename into place.
+//!
+//! A streamed write buffers chunks up to [`FLUSH_BYTES`] and hands each batch
+//! to the blocking pool, which hashes and writes it while the next batch
+//! arrives (one batch in flight). The temp file is created on the first
+//! flush, so a small blob costs one blocking-pool task in all. A writer
+//! dropped without commit removes its temp file.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reapi_core::blob_store::BlobWriter;
+use reapi_core::{Digest, DigestHasher, Error, ErrorExt, Result};
+use tokio::task::JoinHandle;
+
+use super::index::{Inserted, Key};
+use super::{blocking, layout, Inner};
+
+/// Bytes buffered by a streamed write before they go to the file.
+const FLUSH_BYTES: usize = 1 << 20;
+
+/// Mode of content files: read-only for everyone, as they are hardlinked
+/// into action input trees.
+const CONTENT_MODE: u32 = 0o444;
+
+/// A temp file path that is removed when dropped, unless disarmed by a
+/// successful rename.
+pub(super) struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    /// A fresh name in `tmp/{hh}/`: temp files are spread over the shard
+    /// directories like content files, so concurrent writes do not all take
+    /// the lock of one directory to create and rename.
+    pub(super) fn new(tmp_dir: &Path, digest: &Digest) -> Self {
+        let mut path = tmp_dir.join(layout::shard_dir_name(digest));
+        path.push(uuid::Uuid::new_v4().simple().to_string());
+        TempFile { path, armed: true }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Err(e) = fs::remove_file(&self.path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.path.display(), "removing temp file: {e}");
+            }
+        }
+    }
+}
+
+/// The temp file (once created) and the hash of what was written to it.
+struct Sink {
+    file: Option<File>,
+    hasher: DigestHasher,
+}
+
+impl Sink {
+    fn write(&mut self, temp: &Path, digest: &Digest, chunks: &[Bytes]) -> Result<()> {
+        let context = || format!("writing blob {digest} to {}", temp.display());
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let file = create_temp(temp).with_context(context)?;
+                self.file.insert(file)
+            }
+        };
+        for chunk in chunks {
+            self.hasher.update(chunk);
+            file.write_all(chunk).with_context(context)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates a temp file, read-only from the start (the open descriptor can
+/// still write).
+fn create_temp(path: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(CONTENT_MODE)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                match fs::create_dir(dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                    _ => {}
+                }
+            }
+            open()
+        }
+        other => other,
+    }
+}
+
+/// Makes a fully written temp file durable and read-only.
+fn seal(file: &File, temp: &Path, digest: &Digest) -> Result<()> {
+    let context = || format!("syncing blob {digest} at {}", temp.display());
+    file.set_permissions(Permissions::from_mode(CONTENT_MODE))
+        .with_context(context)?;
+    file.sync_data().with_context(context)
+}
+
+/// Syncs a directory, making renames and unlinks in it durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Inner {
+    /// The whole-buffer write: verify, write, sync, install.
+    pub(super) fn put_blocking(&self, instance: &str, digest: &Digest, data: &[u8]) -> Result<()> {
+        let mut hasher = DigestHasher::new();
+        hasher.update(data);
+        hasher
+            .verify(digest)
+            .with_context(|| format!("storing blob in instance {instance:?}"))?;
+        if digest.is_empty_blob() {
+            return Ok(());
+        }
+        self.check_storable(instance, digest)?;
+        if self.present(instance, digest).is_some() {
+            return Ok(());
+        }
+        let temp = TempFile::new(&self.tmp_dir, digest);
+        let context = || format!("writing blob {digest} to {}", temp.path().display());
+        let mut file = create_temp(temp.path()).with_context(context)?;
+        file.write_all(data).with_context(context)?;
+        seal(&file, temp.path(), digest)?;
+        drop(file);
+        self.install(instance, digest, temp)
+    }
+
+    /// Renames a verified, synced temp file into place and indexes it, then
+    /// evicts if the budget is exceeded (never this blob). When the blob is
+    /// already there the temp file is dropped instead.
+    pub(super) fn install(&self, instance: &str, digest: &Digest, temp: TempFile) -> Result<()> {
+        let id = self.instances.intern(instance)?;
+        let key = Key::new(id, digest).ok_or_else(|| {
+            Error::resource_exhausted(format!("blob {digest} is too large for the disk store"))
+        })?;
+        let path = self.path_of(&key);
+        let tick = self.index.tick();
+        let inserted = self
+            .index
+            .insert_with(&key, tick, || rename_into_place(temp.path(), &path))
+            .with_context(|| format!("storing blob {digest} in instance {instance:?}"))?;
+        if inserted == Inserted::AlreadyPresent {
+            return Ok(());
+        }
+        temp.disarm();
+        let synced = path
+            .parent()
+            .map_or(Ok(()), sync_dir)
+            .with_context(|| format!("syncing the directory of {}", path.display()));
+        self.evict_if_needed();
+        self.index.unpin(&key);
+        synced
+    }
+}
+
+/// Renames a temp file to its content path, creating the instance and shard
+/// directories on first use.
+fn rename_into_place(temp: &Path, path: &Path) -> Result<()> {
+    let context = || format!("moving {} to {}", temp.display(), path.display());
+    match fs::rename(temp, path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(shard_dir) = path.parent() {
+                create_dirs(shard_dir)
+                    .with_context(|| format!("creating the directory {}", shard_dir.display()))?;
+            }
+            fs::rename(temp, path).with_context(context)
+        }
+        other => other.with_context(context),
+    }
+}
+
+/// Creates a shard directory (and its instance directory), syncing the
+/// parents whose entries changed.
+fn create_dirs(shard_dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(shard_dir)?;
+    let instance_dir = shard_dir.parent();
+    for dir in [instance_dir, instance_dir.and_then(Path::parent)]
+        .into_iter()
+        .flatten()
+    {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// A streamed write; see the module documentation.
+pub(super) struct DiskWriter {
+    inner: Arc<Inner>,
+    instance: String,
+    digest: Digest,
+    received: u64,
+    buffered: Vec<Bytes>,
+    buffered_len: usize,
+    /// `None` for the empty blob, which is verified but not stored.
+    temp: Option<Arc<TempFile>>,
+    /// Exactly one of `sink` and `in_flight` is set until a failure.
+    sink: Option<Sink>,
+    in_flight: Option<JoinHandle<(Sink, Result<()>)>>,
+    failed: Option<Error>,
+}
+
+impl DiskWriter {
+    pub(super) fn new(inner: Arc<Inner>, instance: &str, digest: Digest) -> Self {
+        let temp =
+            (!digest.is_empty_blob()).then(|| Arc::new(TempFile::new(&inner.tmp_dir, &digest)));
+        DiskWriter {
+            inner,
+            instance: instance.to_owned(),
+            digest,
+            received: 0,
+            buffered: Vec::new(),
+            buffered_len: 0,
+            temp,
+            sink: Some(Sink {
+                file: None,
+                hasher: DigestHasher::new(),
+            }),
+            in_flight: None,
+            failed: None,
+        }
+    }
+
+    fn fail(&mut self, err: Error) -> Error {
+        self.failed = Some(err.clone());
+        err
+    }
+
+    /// Waits for the batch in flight and takes the sink back.
+    async fn take_sink(&mut self) -> Result<Sink> {
+        if let Some(handle) = self.in_flight.take() {
+            let (sink, result) = handle.await.map_err(|e| {
+                Error::internal(format!("writing blob {}: task failed: {e}", self.digest))
+            })?;
+            result?;
+            return Ok(sink);
+        }
+        self.sink.take().ok_or_else(|| {
+            Error::internal(format!("writing blob {}: writer is spent", self.digest))
+        })
+    }
+
+    /// Starts writing the buffered chunks.
+    async fn flush(&mut self) -> Result<()> {
+        let mut sink = self.take_sink().await?;
+        let chunks = std::mem::take(&mut self.buffered);
+        self.buffered_len = 0;
+        let Some(temp) = self.temp.clone() else {
+            self.sink = Some(sink);
+            return Ok(());
+        };
+        let digest = self.digest;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let result = sink.write(temp.path(), &digest, &chunks);
+            (sink, result)
+        }));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobWriter for DiskWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let len = chunk.len() as u64;
+        if self.received.saturating_add(len) > self.digest.size() {
+            return Err(Error::invalid_argument(format!(
+                "blob {}: a write of {len} bytes at offset {} runs past its size",
+                self.digest, self.received
+            )));
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.received += len;
+        self.buffered_len += chunk.len();
+        self.buffered.push(chunk);
+        if self.buffered_len >= FLUSH_BYTES {
+            if let Err(err) = self.flush().await {
+                return Err(self.fail(err));
+            }
+        }
+        Ok(())
+    }
+
+    fn committed_size(&self) -> u64 {
+        self.received
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        let digest = self.digest;
+        // Wait for the batch in flight first, so that on any failure the
+        // temp file is gone when this returns.
+        let mut sink = self.take_sink().await?;
+        if self.received != digest.size() {
+            return Err(Error::invalid_argument(format!(
+                "blob {digest}: received {} bytes, the digest says {}",
+                self.received,
+                digest.size()
+            )));
+        }
+        let chunks = std::mem::take(&mut self.buffered);
+        let Some(temp) = self.temp.take() else {
+            // The empty blob: verify only.
+            return sink.hasher.verify(&digest);
+        };
+        let inner = Arc::clone(&self.inner);
+        let instance = std::mem::take(&mut self.instance);
+        blocking(move || {
+            sink.write(temp.path(), &digest, &chunks)?;
+            let Sink { file, hasher } = sink;
+            hasher
+                .verify(&digest)
+                .with_context(|| format!("storing blob in instance {instance:?}"))?;
+            let file = file.ok_or_else(|| {
+                Error::internal(format!("blob {digest}: no temp file was written"))
+            })?;
+            seal(&file, temp.path(), &digest)?;
+            drop(file);
+            // Nothing else holds the temp file once the batches are done.
+            let temp = Arc::try_unwrap(temp)
+                .map_err(|_| Error::internal(format!("blob {digest}: temp file still in use")))?;
+            inner.install(&instance, &digest, temp)
+        })
+        .await
+    }
+}
+
+impl Drop for DiskWriter {
+    fn drop(&mut self) {
+        // Remove the temp file now, even when a batch is still being
+        // written: that batch then writes to the unlinked file, or, if it
+        // had not yet created the file, its handle on the TempFile (the
+        // last one) removes it when the batch ends.
+        if let Some(temp) = self.temp.take() {
+            if let Err(e) = fs::remove_file(temp.path()) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %temp.path().display(), "removing temp file: {e}");
+                }
+            }
+        }
+    }
+}
