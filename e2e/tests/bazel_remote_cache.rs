@@ -1,0 +1,236 @@
+//! Bazel 4.2.3 using `reapi-server` as a remote cache.
+//!
+//! Each test starts its own server and builds a private copy of
+//! `bazel-workspace/` (C++ compile and link, genrules, a tool run by a
+//! genrule, a directory output, a 5 MiB output, an empty output and an
+//! sh_test checking them). A first build fills the cache; after
+//! `bazel clean` a second build must get every action from the cache, and the
+//! sh_test must still pass when run on the outputs the cache gave back.
+//!
+//! The tests are skipped when Bazel is not installed, except on CI
+//! (`CI=true`), where that is a failure.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use reapi_e2e::bazel::{bazel_or_skip, Bazel, Output};
+use reapi_e2e::server::Server;
+use reapi_e2e::summary::{ProcessSummary, REMOTE_CACHE_HIT};
+
+/// Outputs under `bazel-bin` compared between the first build and the one
+/// served from the cache: one of each kind the workspace produces.
+const OUTPUTS: &[&str] = &[
+    "name.txt",
+    "greeting.txt",
+    "big.txt",
+    "empty.txt",
+    "tree",
+    "tree_listing.txt",
+    "tools/hello",
+];
+
+/// Flags that make Bazel use `server` as its remote cache.
+fn remote_cache_flags(server: &Server) -> Vec<String> {
+    vec![
+        format!("--remote_cache={}", server.grpc_url()),
+        // Generous: CI machines can be slow, and a timeout would only turn a
+        // slow server into a confusing cache miss.
+        "--remote_timeout=60".to_string(),
+        // Plain, parseable output.
+        "--color=no".to_string(),
+        "--curses=no".to_string(),
+    ]
+}
+
+/// `command` with `flags` and then `extra` arguments.
+fn args<'a>(command: &'a str, flags: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![command];
+    args.extend(flags.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Panics if Bazel warned about the remote cache: it treats failed uploads
+/// and downloads as warnings and carries on, which would hide server bugs.
+fn assert_no_remote_warnings(output: &Output) {
+    let warnings: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("WARNING:") && line.to_lowercase().contains("remote"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "{} warned about the remote cache:\n{}\n{}",
+        output.command,
+        warnings.join("\n"),
+        output.dump()
+    );
+}
+
+/// Asserts that a build after `bazel clean` got every action from the cache:
+/// as many hits as the first build had non-internal actions, and nothing run.
+fn assert_all_cache_hits(first: &ProcessSummary, rebuild: &Output) {
+    let summary = rebuild.summary();
+    assert!(
+        summary.executed().is_empty() && summary.count(REMOTE_CACHE_HIT) == first.non_internal(),
+        "after bazel clean, every one of the {} actions of the first build ({first}) \
+         should be a remote cache hit, but the rebuild had: {summary}\n{}",
+        first.non_internal(),
+        rebuild.dump()
+    );
+}
+
+/// Asserts that the first build against an empty cache ran its actions.
+fn assert_cold_build(output: &Output) -> ProcessSummary {
+    let summary = output.summary();
+    assert_eq!(
+        summary.count(REMOTE_CACHE_HIT),
+        0,
+        "the first build against a fresh server had cache hits: {summary}"
+    );
+    assert!(
+        summary.non_internal() > 0,
+        "the first build ran no actions: {summary}"
+    );
+    assert_no_remote_warnings(output);
+    summary
+}
+
+/// Runs the sh_test again, not from the cache, so it checks the outputs the
+/// cache gave back; it must be the only action that runs.
+fn rerun_check(bazel: &Bazel, flags: &[String]) {
+    let output = bazel.run_ok(&args(
+        "test",
+        flags,
+        &["--nocache_test_results", "//tests:check"],
+    ));
+    let summary = output.summary();
+    let executed: u64 = summary.executed().values().sum();
+    assert_eq!(
+        executed,
+        1,
+        "only the test itself should run when re-run, but: {summary}\n{}",
+        output.dump()
+    );
+    assert_no_remote_warnings(&output);
+}
+
+/// A file or directory tree: contents and executable bit of every file, by
+/// relative path (following symlinks, as local sandboxes use them).
+fn snapshot(root: &Path) -> BTreeMap<String, (Vec<u8>, bool)> {
+    fn walk(path: &Path, name: String, into: &mut BTreeMap<String, (Vec<u8>, bool)>) {
+        let metadata =
+            fs::metadata(path).unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()));
+        if metadata.is_dir() {
+            let entries = fs::read_dir(path)
+                .unwrap_or_else(|e| panic!("cannot list {}: {e}", path.display()));
+            for entry in entries {
+                let entry = entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", path.display()));
+                let child = format!("{name}/{}", entry.file_name().to_string_lossy());
+                walk(&entry.path(), child, into);
+            }
+        } else {
+            let bytes =
+                fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            into.insert(name, (bytes, is_executable(&metadata)));
+        }
+    }
+    let mut files = BTreeMap::new();
+    for output in OUTPUTS {
+        walk(&root.join(output), output.to_string(), &mut files);
+    }
+    files
+}
+
+#[cfg(unix)]
+fn is_executable(metadata: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_metadata: &fs::Metadata) -> bool {
+    false
+}
+
+/// Build, clean, rebuild with full downloads: the rebuild must be all cache
+/// hits and give back byte-identical outputs.
+#[test]
+fn clean_rebuild_is_served_from_the_remote_cache() {
+    let Some(bazel_path) = bazel_or_skip("clean_rebuild_is_served_from_the_remote_cache") else {
+        return;
+    };
+    let mut server = Server::start();
+    let bazel = Bazel::new(bazel_path);
+    let flags = remote_cache_flags(&server);
+
+    // `bazel test //...` builds every target and runs the sh_test.
+    let first = bazel.run_ok(&args("test", &flags, &["//..."]));
+    let first_summary = assert_cold_build(&first);
+    let built = snapshot(&bazel.bin_dir());
+
+    bazel.run_ok(&["clean"]);
+    let rebuild = bazel.run_ok(&args("test", &flags, &["//..."]));
+    assert_all_cache_hits(&first_summary, &rebuild);
+    assert_no_remote_warnings(&rebuild);
+    let restored = snapshot(&bazel.bin_dir());
+    for (path, (bytes, executable)) in &built {
+        let Some((restored_bytes, restored_executable)) = restored.get(path) else {
+            panic!("{path} is missing after the build from the cache");
+        };
+        assert!(
+            restored_bytes == bytes,
+            "{path} differs after the build from the cache: {} bytes built, {} bytes restored",
+            bytes.len(),
+            restored_bytes.len()
+        );
+        assert_eq!(
+            executable, restored_executable,
+            "{path}: executable bit differs"
+        );
+    }
+    assert_eq!(
+        built.keys().collect::<Vec<_>>(),
+        restored.keys().collect::<Vec<_>>(),
+        "the build from the cache has other files"
+    );
+
+    rerun_check(&bazel, &flags);
+    server.assert_running();
+}
+
+/// Build without the Bytes (`--remote_download_minimal`): outputs stay in the
+/// cache, and Bazel fetches only what a local action needs.
+#[test]
+fn remote_download_minimal_rebuild_is_served_from_the_remote_cache() {
+    let Some(bazel_path) =
+        bazel_or_skip("remote_download_minimal_rebuild_is_served_from_the_remote_cache")
+    else {
+        return;
+    };
+    let mut server = Server::start();
+    let bazel = Bazel::new(bazel_path);
+    let mut flags = remote_cache_flags(&server);
+    flags.push("--remote_download_minimal".to_string());
+
+    let first = bazel.run_ok(&args("test", &flags, &["//..."]));
+    let first_summary = assert_cold_build(&first);
+
+    bazel.run_ok(&["clean"]);
+    let rebuild = bazel.run_ok(&args("test", &flags, &["//..."]));
+    assert_all_cache_hits(&first_summary, &rebuild);
+    assert_no_remote_warnings(&rebuild);
+    // Nothing needed the big output locally, so it must not have come down.
+    let big = bazel.bin_dir().join("big.txt");
+    assert!(
+        !big.exists(),
+        "{} was downloaded despite --remote_download_minimal",
+        big.display()
+    );
+
+    // Running the test for real needs its inputs: Bazel must fetch the tool,
+    // the big file and the tree from the cache.
+    rerun_check(&bazel, &flags);
+    server.assert_running();
+}
