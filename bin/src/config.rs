@@ -30,6 +30,14 @@ pub struct Flags {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Local executors (default: one per CPU; 0 serves only the cache).
+    #[arg(long, value_name = "N")]
+    pub executors: Option<usize>,
+    /// A property the local executors offer, `key=value`; repeatable.
+    /// Replaces the detected value of the same key (OSFamily, ISA, cpus,
+    /// memory).
+    #[arg(long = "platform", value_name = "KEY=VALUE")]
+    pub platform: Vec<String>,
 }
 
 fn parse_size_flag(text: &str) -> Result<u64, String> {
@@ -44,6 +52,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     disk_size: Option<SizeValue>,
     instances: Option<Vec<String>>,
+    executors: Option<usize>,
+    platform: Option<Vec<String>>,
 }
 
 /// A size in the file: bytes as an integer or a string with a unit.
@@ -58,6 +68,9 @@ enum SizeValue {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub storage: StorageConfig,
+    /// `None`: one executor per CPU.
+    pub executors: Option<usize>,
+    pub platform: Vec<String>,
 }
 
 impl ServerConfig {
@@ -98,6 +111,12 @@ impl ServerConfig {
                     .unwrap_or(defaults.disk_size),
                 instances: file.instances,
             },
+            executors: flags.executors.or(file.executors),
+            platform: if flags.platform.is_empty() {
+                file.platform.unwrap_or_default()
+            } else {
+                flags.platform
+            },
         })
     }
 }
@@ -113,6 +132,24 @@ mod tests {
         assert_eq!(config.storage.data_dir, PathBuf::from("reapi-data"));
         assert_eq!(config.storage.disk_size, 10 << 30);
         assert!(config.storage.instances.is_none());
+        assert_eq!(config.executors, None);
+        assert!(config.platform.is_empty());
+    }
+
+    #[test]
+    fn executor_flags() {
+        let flags = Flags::parse_from([
+            "reapi-server",
+            "--executors",
+            "3",
+            "--platform",
+            "OSFamily=linux",
+            "--platform",
+            "pool=big",
+        ]);
+        let config = ServerConfig::load(flags).unwrap();
+        assert_eq!(config.executors, Some(3));
+        assert_eq!(config.platform, ["OSFamily=linux", "pool=big"]);
     }
 
     #[test]

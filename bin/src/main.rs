@@ -1,13 +1,19 @@
 //! `reapi-server`: the all-in-one server. Parses configuration, opens the
-//! storage under the data directory and serves the REAPI services until
-//! SIGINT or SIGTERM.
+//! storage under the data directory, starts local executors and a
+//! scheduler, and serves the REAPI services until SIGINT or SIGTERM.
 
 mod config;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::Parser;
+use reapi_cas::config::Storage;
+use reapi_executor::host::host_properties;
+use reapi_executor::{LocalExecutorConfig, LocalExecutorPool, ProcessSandbox};
+use reapi_scheduler::{ExecutionServices, Scheduler, SchedulerConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
@@ -62,7 +68,17 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
 
     let mut routes = RoutesBuilder::default();
-    storage.services().add_to(&mut routes);
+    let mut storage_services = storage.services();
+    let executors = match start_execution(&config, &storage).await? {
+        Some(execution) => {
+            storage_services.execution = Some(execution.support());
+            let count = execution.scheduler.pool().executors().len();
+            execution.add_to(&mut routes);
+            count
+        }
+        None => 0,
+    };
+    storage_services.add_to(&mut routes);
 
     // The one line a user (and the test harness) reads to find the server.
     println!(
@@ -73,6 +89,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         %addr,
         data_dir = %config.storage.data_dir.display(),
         disk_size = config.storage.disk_size,
+        executors,
         "serving"
     );
 
@@ -83,6 +100,42 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         .map_err(|e| format!("serving: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A scheduler over local executors, unless `--executors 0`.
+async fn start_execution(
+    config: &ServerConfig,
+    storage: &Storage,
+) -> Result<Option<ExecutionServices>, String> {
+    if config.executors == Some(0) {
+        return Ok(None);
+    }
+    let mut executor_config = LocalExecutorConfig::new(config.storage.data_dir.join("work"))
+        .map_err(|e| format!("executor defaults: {e}"))?;
+    executor_config.properties =
+        host_properties(&config.platform).map_err(|e| format!("--platform: {e}"))?;
+    if let Some(n) = config.executors {
+        executor_config.executors = n;
+    }
+    let pool = LocalExecutorPool::new(
+        storage.store.clone(),
+        Some(storage.disk.clone()),
+        Arc::new(ProcessSandbox::new()),
+        executor_config,
+    )
+    .await
+    .map_err(|e| format!("starting local executors: {e}"))?;
+    let scheduler = Scheduler::start(
+        Arc::new(pool),
+        storage.action_cache.clone(),
+        SchedulerConfig::default(),
+    );
+    Ok(Some(ExecutionServices {
+        scheduler,
+        store: storage.store.clone(),
+        action_cache: storage.action_cache.clone(),
+        instances: storage.instances.clone(),
+    }))
 }
 
 async fn shutdown_signal() {

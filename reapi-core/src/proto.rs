@@ -41,10 +41,12 @@ pub mod time {
 
     use super::protobuf;
 
+    /// A `google.protobuf.Timestamp` for a wall-clock time (times before
+    /// 1970 are clamped to the epoch).
     pub fn timestamp(at: SystemTime) -> protobuf::Timestamp {
         let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
         protobuf::Timestamp {
-            seconds: since.as_secs() as i64,
+            seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
             nanos: since.subsec_nanos() as i32,
         }
     }
@@ -61,6 +63,43 @@ pub mod time {
         protobuf::Duration {
             seconds: d.as_secs() as i64,
             nanos: d.subsec_nanos() as i32,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn timestamps_split_seconds_and_nanos() {
+            let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+            let ts = timestamp(t);
+            assert_eq!((ts.seconds, ts.nanos), (1_700_000_000, 123_456_789));
+            let before = timestamp(UNIX_EPOCH - Duration::from_secs(5));
+            assert_eq!((before.seconds, before.nanos), (0, 0));
+        }
+
+        #[test]
+        fn durations_reject_negative_and_malformed() {
+            let ok = protobuf::Duration {
+                seconds: 2,
+                nanos: 5,
+            };
+            assert_eq!(duration(&ok), Some(Duration::new(2, 5)));
+            for bad in [(-1, 0), (0, -1), (0, 1_000_000_000)] {
+                let d = protobuf::Duration {
+                    seconds: bad.0,
+                    nanos: bad.1,
+                };
+                assert_eq!(duration(&d), None);
+            }
+            assert_eq!(
+                to_proto_duration(Duration::new(3, 7)),
+                protobuf::Duration {
+                    seconds: 3,
+                    nanos: 7
+                }
+            );
         }
     }
 }

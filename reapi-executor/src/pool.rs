@@ -1,0 +1,216 @@
+//! [`LocalExecutorPool`]: N executors on this host, all with the same
+//! properties, sharing one CAS, one input materialiser and one sandbox.
+//!
+//! The scheduler decides what runs where and never gives an executor two
+//! jobs at once; the pool still refuses a second concurrent run on one
+//! executor (FAILED_PRECONDITION) rather than trusting that.
+//!
+//! # The work directory
+//!
+//! ```text
+//! {work_dir}/actions/{executor}.{n}/   one per run, removed after it
+//!     root/                            the input root; the command runs here
+//!     stdout, stderr                   the command's output streams
+//! {work_dir}/executables/              executable copies of input blobs
+//! ```
+//!
+//! Both subdirectories are emptied when the pool starts (runs cut off by a
+//! crash leave theirs behind); nothing else in `work_dir` is touched. For
+//! hardlinking, `work_dir` should be on the disk store's file system; when
+//! it is not, inputs are copied.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reapi_cas::store::DiskStore;
+use reapi_core::execution::{
+    ExecutionJob, ExecutionOutcome, ExecutorId, ExecutorInfo, ExecutorPool, Sandbox,
+};
+use reapi_core::platform::ExecutorProperties;
+use reapi_core::{BlobStore, Error, Result};
+
+use crate::action::{run_action, ActionContext};
+use crate::action_dir::reset_dir;
+use crate::host;
+use crate::materialize::executables::ExecutableCache;
+use crate::materialize::Materializer;
+
+/// How a [`LocalExecutorPool`] is set up.
+#[derive(Clone, Debug)]
+pub struct LocalExecutorConfig {
+    /// Where action directories and executable copies live.
+    pub work_dir: PathBuf,
+    /// Number of executors (actions run at once).
+    pub executors: usize,
+    /// What every executor offers.
+    pub properties: ExecutorProperties,
+    /// Names the worker: executors are `{worker}/0`, `{worker}/1`, ...
+    pub worker: String,
+    /// Byte budget of the executable copies.
+    pub executable_cache_bytes: u64,
+    /// Decoded `Directory` messages kept between runs.
+    pub directory_cache_entries: usize,
+    /// Whether input symlinks may have absolute targets (the Capabilities
+    /// service advertises `SymlinkAbsolutePathStrategy`; this must agree).
+    pub allow_absolute_symlinks: bool,
+}
+
+impl LocalExecutorConfig {
+    /// One executor per CPU with the host's properties
+    /// ([`host::host_properties`]), worker name `local`.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Result<Self> {
+        Ok(LocalExecutorConfig {
+            work_dir: work_dir.into(),
+            executors: host::cpu_count(),
+            properties: host::host_properties::<&str>(&[])?,
+            worker: "local".to_string(),
+            executable_cache_bytes: 1 << 30,
+            directory_cache_entries: 4096,
+            allow_absolute_symlinks: true,
+        })
+    }
+}
+
+/// Executors running actions on this host; see the module documentation.
+pub struct LocalExecutorPool {
+    executors: Vec<Executor>,
+    cas: Arc<dyn BlobStore>,
+    materializer: Materializer,
+    sandbox: Arc<dyn Sandbox>,
+    actions_dir: PathBuf,
+    runs: AtomicU64,
+}
+
+struct Executor {
+    info: ExecutorInfo,
+    busy: AtomicBool,
+}
+
+impl LocalExecutorPool {
+    /// Sets up the pool: empties its parts of the work directory (on a
+    /// blocking thread) and creates the executors.
+    ///
+    /// `cas` is where inputs are read from and outputs written to; `disk`,
+    /// when given, is the local disk store whose content files are
+    /// hardlinked into input trees (normally the local layer of `cas`).
+    pub async fn new(
+        cas: Arc<dyn BlobStore>,
+        disk: Option<Arc<DiskStore>>,
+        sandbox: Arc<dyn Sandbox>,
+        config: LocalExecutorConfig,
+    ) -> Result<Self> {
+        tokio::task::spawn_blocking(move || Self::new_blocking(cas, disk, sandbox, config))
+            .await
+            .map_err(|e| Error::internal(format!("setting up the executor pool: {e}")))?
+    }
+
+    /// [`LocalExecutorPool::new`] for callers outside an async context.
+    pub fn new_blocking(
+        cas: Arc<dyn BlobStore>,
+        disk: Option<Arc<DiskStore>>,
+        sandbox: Arc<dyn Sandbox>,
+        config: LocalExecutorConfig,
+    ) -> Result<Self> {
+        if config.executors == 0 {
+            return Err(Error::invalid_argument(
+                "an executor pool needs at least one executor",
+            ));
+        }
+        let actions_dir = config.work_dir.join("actions");
+        let executables_dir = config.work_dir.join("executables");
+        reset_dir(&actions_dir)?;
+        reset_dir(&executables_dir)?;
+        let materializer = Materializer::new(
+            Arc::clone(&cas),
+            disk,
+            ExecutableCache::new(executables_dir, config.executable_cache_bytes),
+            config.directory_cache_entries,
+            config.allow_absolute_symlinks,
+        );
+        let executors = (0..config.executors)
+            .map(|i| Executor {
+                info: ExecutorInfo {
+                    id: ExecutorId(format!("{}/{i}", config.worker)),
+                    worker: config.worker.clone(),
+                    properties: config.properties.clone(),
+                },
+                busy: AtomicBool::new(false),
+            })
+            .collect();
+        tracing::info!(
+            executors = config.executors,
+            work_dir = %config.work_dir.display(),
+            properties = %config.properties,
+            "local executor pool ready"
+        );
+        Ok(LocalExecutorPool {
+            executors,
+            cas,
+            materializer,
+            sandbox,
+            actions_dir,
+            runs: AtomicU64::new(0),
+        })
+    }
+
+    /// Where the pool's action directories are made.
+    pub fn actions_dir(&self) -> &std::path::Path {
+        &self.actions_dir
+    }
+
+    /// The input materialiser (for its cache statistics).
+    pub fn materializer(&self) -> &Materializer {
+        &self.materializer
+    }
+}
+
+#[async_trait]
+impl ExecutorPool for LocalExecutorPool {
+    fn executors(&self) -> Vec<ExecutorInfo> {
+        self.executors.iter().map(|e| e.info.clone()).collect()
+    }
+
+    async fn run(&self, executor: &ExecutorId, job: ExecutionJob) -> Result<ExecutionOutcome> {
+        let Some((index, slot)) = self
+            .executors
+            .iter()
+            .enumerate()
+            .find(|(_, e)| &e.info.id == executor)
+        else {
+            return Err(Error::unavailable(format!(
+                "executor {executor} is not in this pool"
+            )));
+        };
+        let _busy = Busy::claim(&slot.busy).ok_or_else(|| {
+            Error::failed_precondition(format!("executor {executor} is already running an action"))
+        })?;
+        let n = self.runs.fetch_add(1, Ordering::Relaxed);
+        let ctx = ActionContext {
+            cas: self.cas.as_ref(),
+            materializer: &self.materializer,
+            sandbox: self.sandbox.as_ref(),
+            executor,
+            action_dir: self.actions_dir.join(format!("{index}.{n}")),
+        };
+        run_action(ctx, job).await
+    }
+}
+
+/// Marks an executor busy for as long as it lives.
+struct Busy<'a>(&'a AtomicBool);
+
+impl<'a> Busy<'a> {
+    fn claim(flag: &'a AtomicBool) -> Option<Self> {
+        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Busy(flag))
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}

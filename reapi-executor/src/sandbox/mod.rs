@@ -1,0 +1,14 @@
+//! [`reapi_core::Sandbox`] implementations: how one command runs.
+//!
+//! - [`ProcessSandbox`] (isolation level `process`): the command leads its
+//!   own process group, which is killed as a whole on timeout, on cancel
+//!   and when the command exits (so no background process outlives it).
+//!
+//! Shared pieces: [`resolve`] finds the program `arguments[0]` names, and
+//! [`group`] owns a running process group.
+
+pub mod group;
+mod process;
+pub mod resolve;
+
+pub use process::ProcessSandbox;

@@ -1,0 +1,212 @@
+//! [`ProcessSandbox`]: isolation level `process`. The command runs as a
+//! child of the worker, in its own process group, with exactly the
+//! environment it was given, stdin from `/dev/null` and stdout/stderr
+//! straight into files.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use reapi_core::execution::{Sandbox, SandboxCommand, SandboxOutcome};
+use reapi_core::{Error, ErrorExt, Result};
+
+use super::group::{exit_code, ProcessGroup};
+use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
+
+/// Runs commands as child processes, each leading its own process group.
+///
+/// On timeout and on cancel the whole group gets SIGKILL; when the command
+/// itself exits, whatever it left running in its group is killed too. A
+/// timeout of zero means "no timeout".
+#[derive(Clone, Debug)]
+pub struct ProcessSandbox {
+    default_search_path: String,
+}
+
+impl Default for ProcessSandbox {
+    fn default() -> Self {
+        ProcessSandbox::new()
+    }
+}
+
+impl ProcessSandbox {
+    /// A sandbox that looks bare program names up in
+    /// [`DEFAULT_SEARCH_PATH`] when the action sets no `PATH`.
+    pub fn new() -> Self {
+        ProcessSandbox {
+            default_search_path: DEFAULT_SEARCH_PATH.to_string(),
+        }
+    }
+
+    /// Uses `search_path` (colon-separated) instead of the default for
+    /// actions without a `PATH`. It is never added to their environment.
+    pub fn with_default_search_path(search_path: impl Into<String>) -> Self {
+        ProcessSandbox {
+            default_search_path: search_path.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Sandbox for ProcessSandbox {
+    async fn run(&self, command: SandboxCommand) -> Result<SandboxOutcome> {
+        let started = SystemTime::now();
+        let search_path = self.default_search_path.clone();
+        let timeout = command.timeout;
+        // Spawning touches the file system and forks: off the async
+        // threads. If this future is dropped meanwhile, the ProcessGroup the
+        // task returns is dropped with it, which kills the command.
+        let spawned = tokio::task::spawn_blocking(move || start(&command, &search_path))
+            .await
+            .map_err(|e| Error::internal(format!("starting the command: {e}")))??;
+        let (group, mut exited) = match spawned {
+            Started::Running(group, exited) => (group, exited),
+            Started::NotRunnable(exit_code) => {
+                return Ok(SandboxOutcome {
+                    exit_code,
+                    timed_out: false,
+                    started,
+                    finished: SystemTime::now(),
+                });
+            }
+        };
+
+        let lost = || Error::internal("the thread waiting for the command ended early");
+        let (status, timed_out) = if timeout.is_zero() {
+            (exited.await.map_err(|_| lost())?, false)
+        } else {
+            match tokio::time::timeout(timeout, &mut exited).await {
+                Ok(status) => (status.map_err(|_| lost())?, false),
+                Err(_) => {
+                    tracing::info!(
+                        pgid = group.pgid(),
+                        ?timeout,
+                        "command timed out, killing its process group"
+                    );
+                    group.kill();
+                    (exited.await.map_err(|_| lost())?, true)
+                }
+            }
+        };
+        drop(group);
+        Ok(SandboxOutcome {
+            exit_code: exit_code(status),
+            timed_out,
+            started,
+            finished: SystemTime::now(),
+        })
+    }
+}
+
+enum Started {
+    Running(
+        ProcessGroup,
+        tokio::sync::oneshot::Receiver<std::process::ExitStatus>,
+    ),
+    NotRunnable(i32),
+}
+
+fn start(command: &SandboxCommand, search_path: &str) -> Result<Started> {
+    let stdout = File::create(&command.stdout_path)
+        .with_context(|| format!("creating {}", command.stdout_path.display()))?;
+    let mut stderr = File::create(&command.stderr_path)
+        .with_context(|| format!("creating {}", command.stderr_path.display()))?;
+    let Some(arg0) = command.arguments.first() else {
+        return Err(Error::invalid_argument("the command has no arguments"));
+    };
+    let spawned = resolve_program(
+        arg0,
+        &command.environment,
+        &command.working_directory,
+        search_path,
+    )
+    .and_then(|program| spawn(command, &program, stdout, &stderr));
+    match spawned {
+        Ok(Ok(child)) => {
+            let (group, exited) = ProcessGroup::watch(child)?;
+            Ok(Started::Running(group, exited))
+        }
+        Ok(Err(e)) => Err(e),
+        Err(not_runnable) => {
+            tracing::debug!(arg0, "{}", not_runnable.message);
+            writeln!(stderr, "reapi-executor: {}", not_runnable.message)
+                .with_context(|| format!("writing {}", command.stderr_path.display()))?;
+            Ok(Started::NotRunnable(not_runnable.exit_code))
+        }
+    }
+}
+
+/// How often a spawn that met ETXTBSY is retried. Another thread of this
+/// process forking while an executable input was being written holds the
+/// file open for writing in the child until that child execs; the window
+/// is short.
+const TEXT_BUSY_RETRIES: u32 = 5;
+
+/// Spawns the command; the outer error is an outcome (exec failed in a way
+/// a shell reports with 126/127), the inner one a failure of the worker.
+fn spawn(
+    command: &SandboxCommand,
+    program: &Path,
+    stdout: File,
+    stderr: &File,
+) -> Result<Result<Child>, NotRunnable> {
+    let mut attempt = 0;
+    loop {
+        let stderr = match stderr.try_clone() {
+            Ok(file) => file,
+            Err(e) => return Ok(Err(Error::io("duplicating the stderr file", e))),
+        };
+        let stdout = match stdout.try_clone() {
+            Ok(file) => file,
+            Err(e) => return Ok(Err(Error::io("duplicating the stdout file", e))),
+        };
+        let mut cmd = build(command, program);
+        cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+        match cmd.spawn() {
+            Ok(child) => return Ok(Ok(child)),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10 << attempt));
+            }
+            Err(e) => return classify_spawn_error(program, e),
+        }
+    }
+}
+
+fn build(command: &SandboxCommand, program: &Path) -> Command {
+    // `program` may be relative to the working directory (`./tool`): on
+    // Linux the child changes directory before it execs, so it is found
+    // there, and a script's `$0` is what the client wrote. The tests hold
+    // std to that.
+    let mut cmd = Command::new(program);
+    if let Some(arg0) = command.arguments.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(&command.arguments[1..])
+        .env_clear()
+        .envs(command.environment.iter().map(|(k, v)| (k, v)))
+        .current_dir(&command.working_directory)
+        .stdin(Stdio::null())
+        .process_group(0);
+    cmd
+}
+
+fn classify_spawn_error(program: &Path, e: std::io::Error) -> Result<Result<Child>, NotRunnable> {
+    let shown = PathBuf::from(program).display().to_string();
+    match e.raw_os_error() {
+        // The program exists (we checked), so ENOENT is about its
+        // interpreter (`#!/missing/sh`) or its dynamic loader.
+        Some(libc::ENOENT) => Err(NotRunnable::not_found(format!(
+            "{shown}: cannot execute: {e} (a missing interpreter or loader?)"
+        ))),
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::ETXTBSY)
+        | Some(libc::E2BIG) | Some(libc::EISDIR) | Some(libc::ELOOP) | Some(libc::ENOTDIR) => Err(
+            NotRunnable::not_executable(format!("{shown}: cannot execute: {e}")),
+        ),
+        _ => Ok(Err(Error::io(format!("starting {shown}"), e))),
+    }
+}

@@ -1,0 +1,217 @@
+//! The Execution service: Execute (cache check, validation, queueing, a
+//! stream of operation states) and WaitExecution.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::Stream;
+use reapi_cas::service::inline::{inline_outputs, InlineRequest};
+use reapi_core::execution::ExecutionJob;
+use reapi_core::platform::{ensure_satisfiable, Requirements};
+use reapi_core::proto::longrunning::Operation;
+use reapi_core::proto::remote_execution::execution_server::Execution;
+use reapi_core::proto::remote_execution::{ExecuteRequest, ExecuteResponse, WaitExecutionRequest};
+use reapi_core::{
+    ActionCache, BlobStore, Digest, DigestFunction, ErrorExt, InstancePolicy, Result,
+};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::action_loader::{check_inputs, effective_timeout, load_action};
+use crate::operation::{OperationState, Stage};
+use crate::scheduler::{Scheduler, Submission};
+
+pub struct ExecutionService {
+    scheduler: Arc<Scheduler>,
+    cas: Arc<dyn BlobStore>,
+    action_cache: Arc<dyn ActionCache>,
+    instances: InstancePolicy,
+}
+
+/// What one client asked to have inlined in its final result.
+#[derive(Clone, Default)]
+struct Inline {
+    instance: String,
+    stdout: bool,
+    stderr: bool,
+    output_files: Vec<String>,
+}
+
+type OperationStream = Pin<Box<dyn Stream<Item = Result<Operation, Status>> + Send>>;
+
+impl ExecutionService {
+    pub fn new(
+        scheduler: Arc<Scheduler>,
+        cas: Arc<dyn BlobStore>,
+        action_cache: Arc<dyn ActionCache>,
+        instances: InstancePolicy,
+    ) -> Self {
+        ExecutionService {
+            scheduler,
+            cas,
+            action_cache,
+            instances,
+        }
+    }
+
+    /// Errors found here, before an operation exists, are the RPC's status
+    /// (missing inputs as FAILED_PRECONDITION with a PreconditionFailure);
+    /// errors while running go into the ExecuteResponse.
+    async fn start(&self, req: &ExecuteRequest) -> Result<Started> {
+        self.instances.check(&req.instance_name)?;
+        DigestFunction::from_proto(req.digest_function)?;
+        let instance = req.instance_name.as_str();
+        let action_digest = Digest::from_proto_field(req.action_digest.as_ref(), "action_digest")?;
+        if !req.skip_cache_lookup {
+            if let Some(result) = self.action_cache.get(instance, &action_digest).await? {
+                let response = ExecuteResponse {
+                    result: Some(result),
+                    cached_result: true,
+                    ..Default::default()
+                };
+                let name = format!("operations/{}", uuid::Uuid::new_v4());
+                return Ok(Started::Cached(Box::new(OperationState::completed(
+                    name,
+                    action_digest,
+                    response,
+                ))));
+            }
+        }
+        let (action, command) = load_action(self.cas.as_ref(), instance, &action_digest)
+            .await
+            .with_context(|| format!("action {action_digest}"))?;
+        let requirements = Requirements::for_action(&action, &command)?;
+        let executors = self.scheduler.pool().executors();
+        ensure_satisfiable(executors.iter().map(|e| &e.properties), &requirements)?;
+        let config = self.scheduler.config();
+        let timeout = effective_timeout(&action, config)?;
+        let input_root = Digest::from_proto_field(
+            action.input_root_digest.as_ref(),
+            "Action.input_root_digest",
+        )?;
+        check_inputs(
+            self.cas.as_ref(),
+            instance,
+            &input_root,
+            config.allow_absolute_symlinks,
+        )
+        .await
+        .with_context(|| format!("inputs of action {action_digest}"))?;
+        let priority = req.execution_policy.as_ref().map_or(0, |p| p.priority);
+        let do_not_cache = action.do_not_cache;
+        let job = ExecutionJob {
+            instance_name: req.instance_name.clone(),
+            action_digest,
+            action,
+            command,
+            timeout,
+            queued_at: SystemTime::now(),
+        };
+        Ok(Started::Queued(self.scheduler.submit(Submission {
+            job,
+            requirements,
+            priority,
+            do_not_cache,
+        })))
+    }
+
+    /// Streams an operation's states until it is done; the last one carries
+    /// the response, with outputs inlined as the client asked. A slow client
+    /// skips intermediate states and sees the latest.
+    fn stream(&self, rx: watch::Receiver<OperationState>, inline: Inline) -> OperationStream {
+        let cas = self.cas.clone();
+        let stream = futures::stream::unfold(Some((rx, true)), move |next| {
+            let cas = cas.clone();
+            let inline = inline.clone();
+            async move {
+                let (mut rx, first) = next?;
+                // A closed channel means the scheduler dropped the operation
+                // unfinished: end the stream; WaitExecution then answers
+                // NOT_FOUND and the client executes again.
+                if !first && rx.changed().await.is_err() {
+                    return None;
+                }
+                let current = rx.borrow_and_update().clone();
+                if current.is_done() {
+                    let done = inline_response(cas.as_ref(), &inline, current).await;
+                    return Some((Ok(done.to_proto()), None));
+                }
+                Some((Ok(current.to_proto()), Some((rx, false))))
+            }
+        });
+        Box::pin(stream)
+    }
+}
+
+enum Started {
+    Cached(Box<OperationState>),
+    Queued(watch::Receiver<OperationState>),
+}
+
+async fn inline_response(
+    cas: &dyn BlobStore,
+    inline: &Inline,
+    mut state: OperationState,
+) -> OperationState {
+    if !(inline.stdout || inline.stderr || !inline.output_files.is_empty()) {
+        return state;
+    }
+    if let Some(result) = state.response.as_mut().and_then(|r| r.result.as_mut()) {
+        let request = InlineRequest {
+            stdout: inline.stdout,
+            stderr: inline.stderr,
+            output_files: &inline.output_files,
+        };
+        inline_outputs(cas, &inline.instance, request, result).await;
+    }
+    state
+}
+
+#[tonic::async_trait]
+impl Execution for ExecutionService {
+    type ExecuteStream = OperationStream;
+
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<OperationStream>, Status> {
+        let req = request.into_inner();
+        let inline = Inline {
+            instance: req.instance_name.clone(),
+            stdout: req.inline_stdout,
+            stderr: req.inline_stderr,
+            output_files: req.inline_output_files.clone(),
+        };
+        let rx = match self.start(&req).await {
+            Ok(Started::Queued(rx)) => rx,
+            Ok(Started::Cached(done)) => {
+                let cache_check =
+                    OperationState::new(done.name.clone(), done.action_digest, Stage::CacheCheck);
+                let done = inline_response(self.cas.as_ref(), &inline, *done).await;
+                let items = vec![Ok(cache_check.to_proto()), Ok(done.to_proto())];
+                return Ok(Response::new(Box::pin(futures::stream::iter(items))));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "Execute rejected");
+                return Err(e.into());
+            }
+        };
+        Ok(Response::new(self.stream(rx, inline)))
+    }
+
+    type WaitExecutionStream = OperationStream;
+
+    async fn wait_execution(
+        &self,
+        request: Request<WaitExecutionRequest>,
+    ) -> Result<Response<OperationStream>, Status> {
+        let name = request.into_inner().name;
+        let rx = self.scheduler.subscribe(&name).ok_or_else(|| {
+            Status::not_found(format!(
+                "operation {name:?} is unknown; execute the action again"
+            ))
+        })?;
+        Ok(Response::new(self.stream(rx, Inline::default())))
+    }
+}

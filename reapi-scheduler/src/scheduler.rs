@@ -1,0 +1,649 @@
+//! The scheduler core: a priority queue of actions, deduplication of
+//! identical in-flight actions, and dispatch of each action to an idle
+//! executor whose properties satisfy it.
+//!
+//! Ownership of timeouts (see docs/adr/0004): the sandbox enforces the
+//! action's timeout and reports what was captured; the scheduler only adds a
+//! grace period on top, for an executor that stops answering.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use reapi_core::execution::{ExecutionJob, ExecutionOutcome, ExecutorId};
+use reapi_core::platform::{Requirements, Reservation, ResourceLedger};
+use reapi_core::proto::remote_execution::ExecuteResponse;
+use reapi_core::{ActionCache, Digest, Error, ExecutorPool, Result};
+use tokio::sync::{watch, Notify};
+use tokio::task::AbortHandle;
+use tonic::Code;
+
+use crate::config::SchedulerConfig;
+use crate::operation::{OperationState, Stage};
+use crate::queue::{PriorityQueue, Slot};
+
+/// Extra time past an action's own timeout before the scheduler gives up on
+/// the executor running it.
+const EXECUTOR_GRACE: Duration = Duration::from_secs(60);
+
+/// An action to queue.
+pub struct Submission {
+    pub job: ExecutionJob,
+    pub requirements: Requirements,
+    pub priority: i32,
+    /// `Action.do_not_cache`: the result is not cached and the action is not
+    /// merged with identical ones.
+    pub do_not_cache: bool,
+}
+
+/// Identical actions: same instance and action digest (SHA-256 is the only
+/// digest function, so it is implied).
+type ActionKey = (String, Digest);
+
+enum Phase {
+    Queued(Slot),
+    Running {
+        executor: ExecutorId,
+        abort: AbortHandle,
+    },
+}
+
+struct ActiveAction {
+    job: Arc<ExecutionJob>,
+    requirements: Requirements,
+    priority: i32,
+    dedup_key: Option<ActionKey>,
+    attempts: u32,
+    phase: Phase,
+    state: watch::Sender<OperationState>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: PriorityQueue<String>,
+    active: HashMap<String, ActiveAction>,
+    by_action: HashMap<ActionKey, String>,
+    completed: HashMap<String, OperationState>,
+    completed_order: VecDeque<(Instant, String)>,
+    busy: HashSet<ExecutorId>,
+    ledgers: HashMap<String, ResourceLedger>,
+}
+
+pub struct Scheduler {
+    state: Mutex<State>,
+    pool: Arc<dyn ExecutorPool>,
+    action_cache: Arc<dyn ActionCache>,
+    config: SchedulerConfig,
+    /// Wakes the dispatcher: something was queued or an executor freed up.
+    wake: Arc<Notify>,
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // Lets the dispatcher notice the scheduler is gone and end.
+        self.wake.notify_one();
+    }
+}
+
+impl Scheduler {
+    /// Creates the scheduler and starts its dispatcher task.
+    pub fn start(
+        pool: Arc<dyn ExecutorPool>,
+        action_cache: Arc<dyn ActionCache>,
+        config: SchedulerConfig,
+    ) -> Arc<Self> {
+        let scheduler = Arc::new(Scheduler {
+            state: Mutex::new(State::default()),
+            pool,
+            action_cache,
+            config,
+            wake: Arc::new(Notify::new()),
+        });
+        let weak = Arc::downgrade(&scheduler);
+        let wake = scheduler.wake.clone();
+        tokio::spawn(async move {
+            loop {
+                // Registered before dispatching, so a wake-up during the
+                // dispatch is not lost.
+                let woken = wake.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                match weak.upgrade() {
+                    Some(scheduler) => scheduler.dispatch(),
+                    None => return,
+                }
+                woken.await;
+            }
+        });
+        scheduler
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    pub fn pool(&self) -> &Arc<dyn ExecutorPool> {
+        &self.pool
+    }
+
+    /// Queues an action, or joins an identical one already in flight.
+    /// Returns a receiver of the operation's state.
+    pub fn submit(&self, submission: Submission) -> watch::Receiver<OperationState> {
+        let Submission {
+            job,
+            requirements,
+            priority,
+            do_not_cache,
+        } = submission;
+        let key = (job.instance_name.clone(), job.action_digest);
+        let mut state = self.state.lock();
+        if !do_not_cache {
+            if let Some(active) = state
+                .by_action
+                .get(&key)
+                .and_then(|name| state.active.get(name))
+            {
+                tracing::debug!(action = %key.1, "joining identical in-flight action");
+                return active.state.subscribe();
+            }
+        }
+        let name = format!("operations/{}", uuid::Uuid::new_v4());
+        let (tx, rx) = watch::channel(OperationState::new(
+            name.clone(),
+            job.action_digest,
+            Stage::Queued,
+        ));
+        let priority = priority.clamp(self.config.priority_range.0, self.config.priority_range.1);
+        let slot = state.queue.push(priority, name.clone());
+        let dedup_key = (!do_not_cache).then_some(key);
+        if let Some(key) = &dedup_key {
+            state.by_action.insert(key.clone(), name.clone());
+        }
+        state.active.insert(
+            name,
+            ActiveAction {
+                job: Arc::new(job),
+                requirements,
+                priority,
+                dedup_key,
+                attempts: 0,
+                phase: Phase::Queued(slot),
+                state: tx,
+            },
+        );
+        drop(state);
+        self.wake.notify_one();
+        rx
+    }
+
+    /// A receiver of an operation's state: live while it runs, the final
+    /// state once finished. `None` for an unknown (or forgotten) name.
+    pub fn subscribe(&self, name: &str) -> Option<watch::Receiver<OperationState>> {
+        let mut state = self.state.lock();
+        self.expire_completed(&mut state);
+        if let Some(active) = state.active.get(name) {
+            return Some(active.state.subscribe());
+        }
+        let done = state.completed.get(name)?.clone();
+        Some(watch::channel(done).1)
+    }
+
+    pub fn get(&self, name: &str) -> Option<OperationState> {
+        self.subscribe(name).map(|rx| rx.borrow().clone())
+    }
+
+    /// Every operation still known, running ones first.
+    pub fn list(&self) -> Vec<OperationState> {
+        let mut state = self.state.lock();
+        self.expire_completed(&mut state);
+        let mut ops: Vec<OperationState> = state
+            .active
+            .values()
+            .map(|a| a.state.borrow().clone())
+            .collect();
+        ops.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut done: Vec<OperationState> = state.completed.values().cloned().collect();
+        done.sort_by(|a, b| a.name.cmp(&b.name));
+        ops.extend(done);
+        ops
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Cancels a queued or running operation: it completes with CANCELLED
+    /// for every client waiting on it, and a running action is killed.
+    pub fn cancel(&self, name: &str) -> Result<()> {
+        let mut state = self.state.lock();
+        let Some(active) = state.active.remove(name) else {
+            return if state.completed.contains_key(name) {
+                Ok(())
+            } else {
+                Err(Error::not_found(format!("operation {name:?} is unknown")))
+            };
+        };
+        match &active.phase {
+            Phase::Queued(slot) => {
+                state.queue.remove(*slot);
+            }
+            Phase::Running { executor, abort } => {
+                abort.abort();
+                state.busy.remove(executor);
+            }
+        }
+        let response = ExecuteResponse {
+            status: Some(
+                Error::cancelled(format!("operation {name} was cancelled")).to_rpc_status(),
+            ),
+            ..Default::default()
+        };
+        self.complete(&mut state, name.to_string(), active, response);
+        drop(state);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Hands queued actions to idle executors that satisfy them.
+    fn dispatch(self: &Arc<Self>) {
+        let executors = self.pool.executors();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        for executor in executors {
+            if state.queue.len() == 0 {
+                break;
+            }
+            if state.busy.contains(&executor.id) {
+                continue;
+            }
+            let ledger = state
+                .ledgers
+                .entry(executor.worker.clone())
+                .or_insert_with(|| ResourceLedger::for_executor(&executor.properties))
+                .clone();
+            let mut chosen: Option<(Slot, String, Reservation)> = None;
+            for (slot, name) in state.queue.iter() {
+                let Some(active) = state.active.get(name) else {
+                    continue;
+                };
+                if !executor.properties.satisfies(&active.requirements) {
+                    continue;
+                }
+                if let Some(reservation) = ledger.try_reserve(&active.requirements) {
+                    chosen = Some((slot, name.clone(), reservation));
+                    break;
+                }
+            }
+            let Some((slot, name, reservation)) = chosen else {
+                continue;
+            };
+            state.queue.remove(slot);
+            let Some(active) = state.active.get_mut(&name) else {
+                continue;
+            };
+            active.attempts += 1;
+            let job = (*active.job).clone();
+            let limit = job.timeout + EXECUTOR_GRACE;
+            let scheduler = Arc::clone(self);
+            let executor_id = executor.id.clone();
+            let task_name = name.clone();
+            let task = tokio::spawn(async move {
+                let _reservation = reservation;
+                let run = scheduler.pool.run(&executor_id, job);
+                let outcome = match tokio::time::timeout(limit, run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(Error::unavailable(format!(
+                        "executor {executor_id} did not report within the action's timeout"
+                    ))),
+                };
+                scheduler.finish(&task_name, &executor_id, outcome).await;
+            });
+            active.phase = Phase::Running {
+                executor: executor.id.clone(),
+                abort: task.abort_handle(),
+            };
+            active.state.send_modify(|s| s.stage = Stage::Executing);
+            state.busy.insert(executor.id.clone());
+        }
+    }
+
+    /// Records the end of one run: caches and publishes the result, or
+    /// requeues after an executor loss.
+    async fn finish(&self, name: &str, executor: &ExecutorId, outcome: Result<ExecutionOutcome>) {
+        let (job, cacheable) = {
+            let state = self.state.lock();
+            match state.active.get(name) {
+                Some(active) => (active.job.clone(), active.dedup_key.is_some()),
+                None => return, // cancelled meanwhile
+            }
+        };
+        let response = match outcome {
+            Ok(outcome) => {
+                let succeeded = outcome.result.exit_code == 0 && !outcome.timed_out;
+                if cacheable && succeeded {
+                    if let Err(e) = self
+                        .action_cache
+                        .put(&job.instance_name, &job.action_digest, &outcome.result)
+                        .await
+                    {
+                        tracing::warn!(action = %job.action_digest, error = %e, "caching the action result failed");
+                    }
+                }
+                let status = outcome.timed_out.then(|| {
+                    Error::deadline_exceeded(format!(
+                        "action {} exceeded its timeout of {:?}",
+                        job.action_digest, job.timeout
+                    ))
+                    .to_rpc_status()
+                });
+                ExecuteResponse {
+                    result: Some(outcome.result),
+                    status,
+                    ..Default::default()
+                }
+            }
+            Err(e) => {
+                let mut state = self.state.lock();
+                state.busy.remove(executor);
+                let Some(active) = state.active.get(name) else {
+                    return;
+                };
+                let (attempts, priority) = (active.attempts, active.priority);
+                if e.code() == Code::Unavailable && attempts < self.config.max_attempts {
+                    tracing::warn!(operation = name, error = %e, attempt = attempts, "executor lost; requeueing");
+                    let slot = state.queue.push(priority, name.to_string());
+                    if let Some(active) = state.active.get_mut(name) {
+                        active.phase = Phase::Queued(slot);
+                        active.state.send_modify(|s| s.stage = Stage::Queued);
+                    }
+                    drop(state);
+                    self.wake.notify_one();
+                    return;
+                }
+                let e = if e.code() == Code::Unavailable {
+                    e.context(format!("giving up after {attempts} attempts"))
+                } else {
+                    e
+                };
+                ExecuteResponse {
+                    status: Some(e.to_rpc_status()),
+                    ..Default::default()
+                }
+            }
+        };
+        let mut state = self.state.lock();
+        state.busy.remove(executor);
+        if let Some(active) = state.active.remove(name) {
+            self.complete(&mut state, name.to_string(), active, response);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    fn complete(
+        &self,
+        state: &mut State,
+        name: String,
+        active: ActiveAction,
+        response: ExecuteResponse,
+    ) {
+        if let Some(key) = &active.dedup_key {
+            if state.by_action.get(key) == Some(&name) {
+                state.by_action.remove(key);
+            }
+        }
+        let done = OperationState::completed(name.clone(), active.job.action_digest, response);
+        active.state.send_replace(done.clone());
+        state.completed.insert(name.clone(), done);
+        state.completed_order.push_back((Instant::now(), name));
+        self.expire_completed(state);
+    }
+
+    fn expire_completed(&self, state: &mut State) {
+        let now = Instant::now();
+        while let Some((at, name)) = state.completed_order.front() {
+            let expired = now.duration_since(*at) > self.config.completed_retention;
+            if !expired && state.completed_order.len() <= self.config.max_completed {
+                break;
+            }
+            state.completed.remove(name);
+            state.completed_order.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The scheduler's own rules, against a pool whose runs the test
+    //! releases one by one (real executors are exercised in `tests/`).
+
+    use super::*;
+    use async_trait::async_trait;
+    use reapi_cas::action_cache::MemoryActionCache;
+    use reapi_core::execution::ExecutorInfo;
+    use reapi_core::platform::ExecutorProperties;
+    use reapi_core::proto::remote_execution::{Action, ActionResult, Command};
+    use std::time::SystemTime;
+    use tokio::sync::{mpsc, oneshot};
+
+    /// A pool of scripted executors: each run reports its action digest and
+    /// waits for the test to say how it ends.
+    struct ScriptedPool {
+        executors: Vec<ExecutorInfo>,
+        started: mpsc::UnboundedSender<(Digest, oneshot::Sender<Result<ExecutionOutcome>>)>,
+    }
+
+    #[async_trait]
+    impl ExecutorPool for ScriptedPool {
+        fn executors(&self) -> Vec<ExecutorInfo> {
+            self.executors.clone()
+        }
+
+        async fn run(&self, _executor: &ExecutorId, job: ExecutionJob) -> Result<ExecutionOutcome> {
+            let (tx, rx) = oneshot::channel();
+            let _ = self.started.send((job.action_digest, tx));
+            rx.await
+                .unwrap_or_else(|_| Err(Error::cancelled("test dropped the run")))
+        }
+    }
+
+    type Started = mpsc::UnboundedReceiver<(Digest, oneshot::Sender<Result<ExecutionOutcome>>)>;
+
+    fn setup(
+        executors: usize,
+        config: SchedulerConfig,
+    ) -> (Arc<Scheduler>, Arc<MemoryActionCache>, Started) {
+        let properties = ExecutorProperties::from_pairs(["OSFamily=linux"]).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let pool = ScriptedPool {
+            executors: (0..executors)
+                .map(|i| ExecutorInfo {
+                    id: ExecutorId(format!("test/{i}")),
+                    worker: "test".into(),
+                    properties: properties.clone(),
+                })
+                .collect(),
+            started: tx,
+        };
+        let cache = Arc::new(MemoryActionCache::new(1 << 20));
+        (
+            Scheduler::start(Arc::new(pool), cache.clone(), config),
+            cache,
+            rx,
+        )
+    }
+
+    fn submission(tag: &str, priority: i32) -> Submission {
+        Submission {
+            job: ExecutionJob {
+                instance_name: String::new(),
+                action_digest: Digest::of_bytes(tag.as_bytes()),
+                action: Action::default(),
+                command: Command::default(),
+                timeout: Duration::from_secs(60),
+                queued_at: SystemTime::now(),
+            },
+            requirements: Requirements::default(),
+            priority,
+            do_not_cache: false,
+        }
+    }
+
+    fn success(code: i32) -> Result<ExecutionOutcome> {
+        Ok(ExecutionOutcome {
+            result: ActionResult {
+                exit_code: code,
+                ..Default::default()
+            },
+            timed_out: false,
+        })
+    }
+
+    async fn finished(rx: &mut watch::Receiver<OperationState>) -> ExecuteResponse {
+        let state = rx.wait_for(|s| s.is_done()).await.unwrap().clone();
+        state.response.unwrap()
+    }
+
+    #[tokio::test]
+    async fn runs_by_priority_then_fifo() {
+        let (scheduler, _, mut started) = setup(1, SchedulerConfig::default());
+        let mut blocker = scheduler.submit(submission("blocker", 0));
+        let (first, release) = started.recv().await.unwrap();
+        assert_eq!(first, Digest::of_bytes(b"blocker"));
+        let _low = scheduler.submit(submission("low", 10));
+        let _a = scheduler.submit(submission("a", 0));
+        let _b = scheduler.submit(submission("b", 0));
+        let _urgent = scheduler.submit(submission("urgent", -5));
+        assert_eq!(scheduler.queue_len(), 4);
+        release.send(success(0)).unwrap();
+        finished(&mut blocker).await;
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let (digest, release) = started.recv().await.unwrap();
+            order.push(digest);
+            release.send(success(0)).unwrap();
+        }
+        let expected: Vec<Digest> = ["urgent", "a", "b", "low"]
+            .iter()
+            .map(|t| Digest::of_bytes(t.as_bytes()))
+            .collect();
+        assert_eq!(order, expected);
+    }
+
+    #[tokio::test]
+    async fn identical_actions_run_once() {
+        let (scheduler, cache, mut started) = setup(2, SchedulerConfig::default());
+        let mut one = scheduler.submit(submission("same", 0));
+        let mut two = scheduler.submit(submission("same", 0));
+        assert_eq!(one.borrow().name, two.borrow().name);
+        let (_, release) = started.recv().await.unwrap();
+        release.send(success(0)).unwrap();
+        assert_eq!(finished(&mut one).await.result.unwrap().exit_code, 0);
+        assert_eq!(finished(&mut two).await.result.unwrap().exit_code, 0);
+        assert!(started.try_recv().is_err(), "the action ran twice");
+        assert!(cache.lookup("", &Digest::of_bytes(b"same")).is_some());
+    }
+
+    #[tokio::test]
+    async fn do_not_cache_is_neither_merged_nor_cached() {
+        let (scheduler, cache, mut started) = setup(2, SchedulerConfig::default());
+        let mut sub = submission("private", 0);
+        sub.do_not_cache = true;
+        let mut one = scheduler.submit(sub);
+        let mut sub = submission("private", 0);
+        sub.do_not_cache = true;
+        let mut two = scheduler.submit(sub);
+        assert_ne!(one.borrow().name, two.borrow().name);
+        for _ in 0..2 {
+            let (_, release) = started.recv().await.unwrap();
+            release.send(success(0)).unwrap();
+        }
+        finished(&mut one).await;
+        finished(&mut two).await;
+        assert!(cache.lookup("", &Digest::of_bytes(b"private")).is_none());
+    }
+
+    #[tokio::test]
+    async fn failed_actions_are_not_cached() {
+        let (scheduler, cache, mut started) = setup(1, SchedulerConfig::default());
+        let mut op = scheduler.submit(submission("fails", 0));
+        let (_, release) = started.recv().await.unwrap();
+        release.send(success(3)).unwrap();
+        assert_eq!(finished(&mut op).await.result.unwrap().exit_code, 3);
+        assert!(cache.lookup("", &Digest::of_bytes(b"fails")).is_none());
+    }
+
+    #[tokio::test]
+    async fn executor_loss_requeues_then_gives_up() {
+        let config = SchedulerConfig {
+            max_attempts: 2,
+            ..Default::default()
+        };
+        let (scheduler, _, mut started) = setup(1, config);
+        let mut op = scheduler.submit(submission("flaky", 0));
+        let (_, release) = started.recv().await.unwrap();
+        release
+            .send(Err(Error::unavailable("worker died")))
+            .unwrap();
+        let (_, release) = started.recv().await.unwrap();
+        assert_eq!(op.borrow().stage, Stage::Executing);
+        release
+            .send(Err(Error::unavailable("worker died again")))
+            .unwrap();
+        let response = finished(&mut op).await;
+        let status = response.status.unwrap();
+        assert_eq!(status.code, Code::Unavailable as i32);
+        assert!(status.message.contains("2 attempts"), "{}", status.message);
+    }
+
+    #[tokio::test]
+    async fn cancel_queued_and_running() {
+        let (scheduler, _, mut started) = setup(1, SchedulerConfig::default());
+        let mut running = scheduler.submit(submission("running", 0));
+        let (_, _release) = started.recv().await.unwrap();
+        let mut queued = scheduler.submit(submission("queued", 0));
+        let queued_name = queued.borrow().name.clone();
+        scheduler.cancel(&queued_name).unwrap();
+        assert_eq!(
+            finished(&mut queued).await.status.unwrap().code,
+            Code::Cancelled as i32
+        );
+        let running_name = running.borrow().name.clone();
+        scheduler.cancel(&running_name).unwrap();
+        assert_eq!(
+            finished(&mut running).await.status.unwrap().code,
+            Code::Cancelled as i32
+        );
+        assert_eq!(scheduler.queue_len(), 0);
+        // The executor is free again: a new action starts.
+        let _next = scheduler.submit(submission("next", 0));
+        let (digest, _) = started.recv().await.unwrap();
+        assert_eq!(digest, Digest::of_bytes(b"next"));
+        assert_eq!(
+            scheduler.cancel("operations/nope").unwrap_err().code(),
+            Code::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn finished_operations_stay_visible_then_expire() {
+        let config = SchedulerConfig {
+            max_completed: 1,
+            ..Default::default()
+        };
+        let (scheduler, _, mut started) = setup(1, config);
+        let mut first = scheduler.submit(submission("first", 0));
+        let name = first.borrow().name.clone();
+        started.recv().await.unwrap().1.send(success(0)).unwrap();
+        finished(&mut first).await;
+        assert!(scheduler.get(&name).unwrap().is_done());
+        let mut second = scheduler.submit(submission("second", 0));
+        started.recv().await.unwrap().1.send(success(0)).unwrap();
+        finished(&mut second).await;
+        assert!(
+            scheduler.get(&name).is_none(),
+            "oldest finished operation kept past the limit"
+        );
+    }
+}
