@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::summary::{self, ProcessSummary};
+use crate::summary::{self, ProcessSummary, TestResult};
 
 /// Where Debian's `bazel-bootstrap` package installs Bazel.
 pub const DEFAULT_BAZEL: &str = "/usr/bin/bazel";
@@ -72,6 +72,31 @@ impl Output {
                 self.dump()
             )
         })
+    }
+
+    /// The result line of the test `label` (e.g. `//tests:check`), panicking
+    /// (with everything Bazel printed) if there is none. `bazel test` prints
+    /// it on stdout.
+    pub fn test_result(&self, label: &str) -> TestResult {
+        summary::parse_test_result(&self.stdout, label)
+            .or_else(|| summary::parse_test_result(&self.stderr, label))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no result line for {label} in the output of {}\n{}",
+                    self.command,
+                    self.dump()
+                )
+            })
+    }
+
+    /// Bazel's warnings that mention remote caching or execution. Bazel
+    /// treats failed uploads and downloads as warnings and carries on, which
+    /// would hide server bugs.
+    pub fn remote_warnings(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|line| line.starts_with("WARNING:") && line.to_lowercase().contains("remote"))
+            .collect()
     }
 
     /// Everything Bazel printed, for failure messages.
@@ -130,6 +155,11 @@ impl Bazel {
     /// The `bazel-bin` directory of the workspace (valid after a build).
     pub fn bin_dir(&self) -> PathBuf {
         self.workspace.join("bazel-bin")
+    }
+
+    /// The `bazel-testlogs` directory of the workspace (valid after a test).
+    pub fn testlogs_dir(&self) -> PathBuf {
+        self.workspace.join("bazel-testlogs")
     }
 
     /// Runs `bazel ARGS` in the workspace and returns what it printed,

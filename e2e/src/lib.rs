@@ -9,11 +9,17 @@
 //! - [`bazel`]: run Bazel on a private copy of the checked-in workspace in
 //!   `bazel-workspace/`, each test with its own Bazel server;
 //! - [`summary`]: parse Bazel's `INFO: N processes: ...` line, which tells how
-//!   each action was run (locally, remotely, from the remote cache).
+//!   each action was run (locally, remotely, from the remote cache), and the
+//!   result line of a test;
+//! - [`exec_log`]: read Bazel's execution log, which tells how each spawn ran;
+//! - [`outputs`]: what the workspace's targets must produce, checked on the
+//!   files a build left in `bazel-bin`.
 //!
 //! The helpers panic with a clear message when something goes wrong: they run
 //! only inside tests, where a panic is the way to report a failure.
 
 pub mod bazel;
+pub mod exec_log;
+pub mod outputs;
 pub mod server;
 pub mod summary;

@@ -4,6 +4,10 @@
 //! `INFO: 29 processes: 11 internal, 18 remote cache hit.` or, on another
 //! build, `INFO: 29 processes: 18 remote cache hit, 11 internal.`: the order of
 //! the parts varies, so the line is read as a list of `N kind` items.
+//!
+//! `bazel test` also prints one result line per test, e.g.
+//! `//tests:check     PASSED in 0.2s` or, when the result came from a cache,
+//! `//tests:check     (cached) PASSED in 0.0s`: see [`parse_test_result`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -92,6 +96,51 @@ pub fn parse_last(output: &str) -> Option<ProcessSummary> {
     output.lines().rev().find_map(parse_line)
 }
 
+/// The status of a test as `bazel test` reports it at the end of its output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestResult {
+    /// E.g. `PASSED`, `FAILED`, `NO STATUS`, `FAILED TO BUILD`.
+    pub status: String,
+    /// Whether Bazel marked it `(cached)`: the result came from a cache (its
+    /// own or the remote one) instead of a run of the test.
+    pub cached: bool,
+    /// The whole line, for messages.
+    pub line: String,
+}
+
+impl TestResult {
+    /// Whether the test passed.
+    pub fn passed(&self) -> bool {
+        self.status == "PASSED"
+    }
+}
+
+/// The last result line for the test `label` (e.g. `//tests:check`) in
+/// Bazel's output, or `None` if there is none.
+pub fn parse_test_result(output: &str, label: &str) -> Option<TestResult> {
+    output.lines().rev().find_map(|line| {
+        let rest = line.trim().strip_prefix(label)?;
+        // `//tests:check` must not match `//tests:check_more`.
+        if !rest.starts_with(char::is_whitespace) {
+            return None;
+        }
+        let rest = rest.trim();
+        let (cached, rest) = match rest.strip_prefix("(cached)") {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, rest),
+        };
+        let status = rest.split(" in ").next().unwrap_or(rest).trim();
+        if status.is_empty() {
+            return None;
+        }
+        Some(TestResult {
+            status: status.to_string(),
+            cached,
+            line: line.trim().to_string(),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +193,35 @@ mod tests {
                       //tests:check PASSED in 0.1s\n";
         assert_eq!(parse_last(output).unwrap().count("remote"), 4);
         assert_eq!(parse_last("no summary here"), None);
+    }
+
+    #[test]
+    fn parses_test_results() {
+        let output = "INFO: 27 processes: 11 internal, 16 remote.\n\
+                      //tests:check                                      PASSED in 0.2s\n\
+                      \n\
+                      Executed 1 out of 1 test: 1 test passes.\n";
+        let result = parse_test_result(output, "//tests:check").unwrap();
+        assert!(result.passed() && !result.cached);
+        assert_eq!(
+            result.line,
+            "//tests:check                                      PASSED in 0.2s"
+        );
+
+        let cached = "//tests:check                             (cached) PASSED in 0.0s\n";
+        let result = parse_test_result(cached, "//tests:check").unwrap();
+        assert!(result.passed() && result.cached);
+
+        let failed = "//tests:check                                      FAILED in 0.1s\n  \
+                      /tmp/x/testlogs/tests/check/test.log\n";
+        let result = parse_test_result(failed, "//tests:check").unwrap();
+        assert_eq!((result.status.as_str(), result.cached), ("FAILED", false));
+
+        let no_status = "//tests:check                                   NO STATUS\n";
+        let result = parse_test_result(no_status, "//tests:check").unwrap();
+        assert_eq!(result.status, "NO STATUS");
+
+        assert_eq!(parse_test_result(output, "//tests:che"), None);
+        assert_eq!(parse_test_result("nothing here", "//tests:check"), None);
     }
 }
