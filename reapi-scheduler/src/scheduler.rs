@@ -16,7 +16,6 @@ use reapi_core::platform::{Requirements, Reservation, ResourceLedger};
 use reapi_core::proto::remote_execution::ExecuteResponse;
 use reapi_core::{ActionCache, Digest, Error, ExecutorPool, Result};
 use tokio::sync::{watch, Notify};
-use tokio::task::AbortHandle;
 use tonic::Code;
 
 use crate::config::SchedulerConfig;
@@ -44,8 +43,9 @@ type ActionKey = (String, Digest);
 enum Phase {
     Queued(Slot),
     Running {
-        executor: ExecutorId,
-        abort: AbortHandle,
+        /// Tells the run's task to drop the run (killing the action); the
+        /// task frees the executor once the run has really ended.
+        cancel: Arc<Notify>,
     },
 }
 
@@ -228,10 +228,9 @@ impl Scheduler {
             Phase::Queued(slot) => {
                 state.queue.remove(*slot);
             }
-            Phase::Running { executor, abort } => {
-                abort.abort();
-                state.busy.remove(executor);
-            }
+            // The executor stays busy until the run's task has dropped the
+            // run: handing it a new action before would race the kill.
+            Phase::Running { cancel, .. } => cancel.notify_one(),
         }
         let response = ExecuteResponse {
             status: Some(
@@ -288,21 +287,25 @@ impl Scheduler {
             let scheduler = Arc::clone(self);
             let executor_id = executor.id.clone();
             let task_name = name.clone();
-            let task = tokio::spawn(async move {
-                let _reservation = reservation;
-                let run = scheduler.pool.run(&executor_id, job);
-                let outcome = match tokio::time::timeout(limit, run).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(Error::unavailable(format!(
+            let cancel = Arc::new(Notify::new());
+            let cancelled = cancel.clone();
+            tokio::spawn(async move {
+                let run = tokio::time::timeout(limit, scheduler.pool.run(&executor_id, job));
+                let outcome = tokio::select! {
+                    outcome = run => Some(outcome.unwrap_or_else(|_| Err(Error::unavailable(format!(
                         "executor {executor_id} did not report within the action's timeout"
-                    ))),
+                    ))))),
+                    _ = cancelled.notified() => None,
                 };
-                scheduler.finish(&task_name, &executor_id, outcome).await;
+                // The run has ended or been dropped (its sandbox killed the
+                // action): its resources are free before anyone is woken.
+                drop(reservation);
+                match outcome {
+                    Some(outcome) => scheduler.finish(&task_name, &executor_id, outcome).await,
+                    None => scheduler.release(&executor_id),
+                }
             });
-            active.phase = Phase::Running {
-                executor: executor.id.clone(),
-                abort: task.abort_handle(),
-            };
+            active.phase = Phase::Running { cancel };
             active.state.send_modify(|s| s.stage = Stage::Executing);
             state.busy.insert(executor.id.clone());
         }
@@ -315,7 +318,12 @@ impl Scheduler {
             let state = self.state.lock();
             match state.active.get(name) {
                 Some(active) => (active.job.clone(), active.dedup_key.is_some()),
-                None => return, // cancelled meanwhile
+                None => {
+                    // Cancelled while the run was finishing.
+                    drop(state);
+                    self.release(executor);
+                    return;
+                }
             }
         };
         let response = match outcome {
@@ -347,6 +355,8 @@ impl Scheduler {
                 let mut state = self.state.lock();
                 state.busy.remove(executor);
                 let Some(active) = state.active.get(name) else {
+                    drop(state);
+                    self.wake.notify_one();
                     return;
                 };
                 let (attempts, priority) = (active.attempts, active.priority);
@@ -378,6 +388,12 @@ impl Scheduler {
             self.complete(&mut state, name.to_string(), active, response);
         }
         drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Frees an executor whose run ended without a result to publish.
+    fn release(&self, executor: &ExecutorId) {
+        self.state.lock().busy.remove(executor);
         self.wake.notify_one();
     }
 
@@ -432,6 +448,17 @@ mod tests {
     struct ScriptedPool {
         executors: Vec<ExecutorInfo>,
         started: mpsc::UnboundedSender<(Digest, oneshot::Sender<Result<ExecutionOutcome>>)>,
+        /// Executors with a run in progress: like a real pool, a second run
+        /// on a busy executor is refused until the first is dropped.
+        busy: Arc<parking_lot::Mutex<HashSet<ExecutorId>>>,
+    }
+
+    struct BusyGuard(Arc<parking_lot::Mutex<HashSet<ExecutorId>>>, ExecutorId);
+
+    impl Drop for BusyGuard {
+        fn drop(&mut self) {
+            self.0.lock().remove(&self.1);
+        }
     }
 
     #[async_trait]
@@ -440,7 +467,13 @@ mod tests {
             self.executors.clone()
         }
 
-        async fn run(&self, _executor: &ExecutorId, job: ExecutionJob) -> Result<ExecutionOutcome> {
+        async fn run(&self, executor: &ExecutorId, job: ExecutionJob) -> Result<ExecutionOutcome> {
+            if !self.busy.lock().insert(executor.clone()) {
+                return Err(Error::failed_precondition(format!(
+                    "{executor} is already running an action"
+                )));
+            }
+            let _busy = BusyGuard(self.busy.clone(), executor.clone());
             let (tx, rx) = oneshot::channel();
             let _ = self.started.send((job.action_digest, tx));
             rx.await
@@ -465,6 +498,7 @@ mod tests {
                 })
                 .collect(),
             started: tx,
+            busy: Default::default(),
         };
         let cache = Arc::new(MemoryActionCache::new(1 << 20));
         (
@@ -616,7 +650,8 @@ mod tests {
             Code::Cancelled as i32
         );
         assert_eq!(scheduler.queue_len(), 0);
-        // The executor is free again: a new action starts.
+        // The executor is free again once the cancelled run is dropped: a
+        // new action starts (and is not refused as "already running").
         let _next = scheduler.submit(submission("next", 0));
         let (digest, _) = started.recv().await.unwrap();
         assert_eq!(digest, Digest::of_bytes(b"next"));
@@ -624,6 +659,27 @@ mod tests {
             scheduler.cancel("operations/nope").unwrap_err().code(),
             Code::NotFound
         );
+    }
+
+    #[tokio::test]
+    async fn cancelling_hands_the_executor_over_cleanly() {
+        let (scheduler, _, mut started) = setup(1, SchedulerConfig::default());
+        for round in 0..20 {
+            let blocker = scheduler.submit(submission(&format!("blocker {round}"), 0));
+            let (_, _release) = started.recv().await.unwrap();
+            let mut next = scheduler.submit(submission(&format!("next {round}"), 0));
+            let name = blocker.borrow().name.clone();
+            scheduler.cancel(&name).unwrap();
+            let (digest, release) = started.recv().await.unwrap();
+            assert_eq!(digest, Digest::of_bytes(format!("next {round}").as_bytes()));
+            release.send(success(0)).unwrap();
+            let response = finished(&mut next).await;
+            assert!(
+                response.status.is_none(),
+                "round {round}: {:?}",
+                response.status
+            );
+        }
     }
 
     #[tokio::test]
