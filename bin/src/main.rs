@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clap::Parser;
 use reapi_cas::config::Storage;
 use reapi_executor::host::host_properties;
-use reapi_executor::{LocalExecutorConfig, LocalExecutorPool, ProcessSandbox};
+use reapi_executor::{LocalExecutorConfig, LocalExecutorPool};
 use reapi_scheduler::{ExecutionServices, Scheduler, SchedulerConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -117,10 +117,15 @@ async fn start_execution(
     if let Some(n) = config.executors {
         executor_config.executors = n;
     }
+    // As root, actions run as `nobody`: never as root, and never as the
+    // owner of the store's files (only then are inputs hardlinked). As any
+    // other user, they run as that user and their inputs are copies.
+    executor_config.run_as = reapi_executor::identity::default_run_as();
+    let sandbox = executor_config.process_sandbox();
     let pool = LocalExecutorPool::new(
         storage.store.clone(),
         Some(storage.disk.clone()),
-        Arc::new(ProcessSandbox::new()),
+        Arc::new(sandbox),
         executor_config,
     )
     .await

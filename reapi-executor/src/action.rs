@@ -36,6 +36,9 @@ pub struct ActionContext<'a> {
     pub executor: &'a ExecutorId,
     /// A fresh path for the action's directory (it must not exist).
     pub action_dir: PathBuf,
+    /// Who gets the directories the action writes in, when not the
+    /// server's user ([`crate::identity::ActionIdentity::directory_owner`]).
+    pub directory_owner: Option<(u32, u32)>,
 }
 
 /// Runs `job` and returns its result; errors carry the action digest.
@@ -57,7 +60,8 @@ async fn run_steps(ctx: ActionContext<'_>, job: ExecutionJob) -> Result<Executio
 
     let dir = tokio::task::spawn_blocking({
         let path = ctx.action_dir.clone();
-        move || ActionDir::create(path)
+        let owner = ctx.directory_owner;
+        move || ActionDir::create(path, owner)
     })
     .await
     .map_err(|e| Error::internal(format!("creating the action directory: {e}")))??;
@@ -110,7 +114,8 @@ async fn run_in_dir(
         .with_context(|| format!("laying out input root {input_root}"))?;
     tokio::task::spawn_blocking({
         let (root, spec) = (root.clone(), Arc::clone(spec));
-        move || prepare_run(&root, &spec)
+        let owner = ctx.directory_owner;
+        move || prepare_run(&root, &spec, owner)
     })
     .await
     .map_err(|e| Error::internal(format!("preparing the run: {e}")))??;

@@ -2,6 +2,11 @@
 //! root (`root/`), and the command's `stdout` and `stderr` files beside it
 //! (outside the root, so no output path can name them).
 //!
+//! When actions run as another user than the server, the input root is
+//! that user's, and the action directory stays the server's but can be
+//! passed through by anyone (0755): the stdout and stderr files are
+//! opened by the server and handed to the command.
+//!
 //! An [`ActionDir`] removes its directory when dropped, so the files go on
 //! error and on cancel as well; the normal path calls
 //! [`ActionDir::remove`] to wait for the removal. Dropping also raises the
@@ -17,6 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reapi_core::{Error, ErrorExt, Result};
+
+use crate::identity::give_to;
 
 /// Set when the run that owns an action directory is gone.
 #[derive(Clone, Debug, Default)]
@@ -49,16 +56,25 @@ pub struct ActionDir {
 }
 
 impl ActionDir {
-    /// Creates `path` (which must not exist) and the empty input root in it.
-    pub fn create(path: PathBuf) -> Result<ActionDir> {
+    /// Creates `path` (which must not exist) and the empty input root in
+    /// it, owned by `root_owner` when given (the user actions run as, when
+    /// not the server's).
+    pub fn create(path: PathBuf, root_owner: Option<(u32, u32)>) -> Result<ActionDir> {
         fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
         let dir = ActionDir {
             path,
             cancel: CancelFlag::default(),
             removed: false,
         };
+        if root_owner.is_some() {
+            // Whatever the umask, the action's user must get through.
+            fs::set_permissions(&dir.path, fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("setting the mode of {}", dir.path.display()))?;
+        }
         let root = dir.input_root();
-        fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+        fs::create_dir(&root)
+            .and_then(|()| give_to(&root, root_owner))
+            .with_context(|| format!("creating {}", root.display()))?;
         Ok(dir)
     }
 
@@ -182,7 +198,7 @@ mod tests {
     #[tokio::test]
     async fn dropping_removes_and_cancels() {
         let base = tempfile::tempdir().unwrap();
-        let dir = ActionDir::create(base.path().join("a")).unwrap();
+        let dir = ActionDir::create(base.path().join("a"), None).unwrap();
         fs::write(dir.stdout_path(), "out").unwrap();
         let flag = dir.cancel_flag();
         let path = dir.path().to_owned();
@@ -197,7 +213,7 @@ mod tests {
         }
         assert!(!path.exists());
 
-        let dir = ActionDir::create(base.path().join("b")).unwrap();
+        let dir = ActionDir::create(base.path().join("b"), None).unwrap();
         let path = dir.path().to_owned();
         dir.remove().await.unwrap();
         assert!(!path.exists());

@@ -7,9 +7,10 @@
 //!   1. [`command`]: check the `Command` (arguments, environment, working
 //!      directory, output paths) before anything touches a disk;
 //!   2. [`materialize`]: lay the input tree out in a fresh per-action
-//!      directory ([`action_dir`]), hardlinking from the local disk store;
-//!      then [`paths`] checks the working directory and creates the parents
-//!      of the output paths;
+//!      directory ([`action_dir`]), hardlinking from the local disk store
+//!      when actions run as a user that cannot write to its files, copying
+//!      otherwise ([`identity`]); then [`paths`] checks the working
+//!      directory and creates the parents of the output paths;
 //!   3. a [`reapi_core::Sandbox`] runs the command: [`ProcessSandbox`] gives
 //!      it its own process group, killed as a whole on timeout or cancel;
 //!   4. [`upload`]: outputs, stdout and stderr into the CAS.
@@ -23,6 +24,7 @@ pub mod action;
 pub mod action_dir;
 pub mod command;
 pub mod host;
+pub mod identity;
 pub mod materialize;
 mod metadata;
 pub mod paths;

@@ -15,6 +15,7 @@ use std::path::Path;
 use reapi_core::{Error, ErrorExt, Result};
 
 use crate::command::CommandSpec;
+use crate::identity::give_to;
 use crate::materialize::place::DIRECTORY_MODE;
 
 /// The metadata of `root/rel` (not following a final symlink), or `None`
@@ -44,10 +45,11 @@ fn is_absent(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
-/// Creates `root/rel` and its missing parents as real directories. A
-/// component that exists as a symlink or a file is INVALID_ARGUMENT: the
-/// request's input tree and its outputs disagree.
-pub fn create_dirs_no_follow(root: &Path, rel: &str) -> Result<()> {
+/// Creates `root/rel` and its missing parents as real directories, given
+/// to `owner` when there is one (the user actions run as, when not the
+/// server's). A component that exists as a symlink or a file is
+/// INVALID_ARGUMENT: the request's input tree and its outputs disagree.
+pub fn create_dirs_no_follow(root: &Path, rel: &str, owner: Option<(u32, u32)>) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.mode(DIRECTORY_MODE);
     let mut path = root.to_path_buf();
@@ -73,6 +75,7 @@ pub fn create_dirs_no_follow(root: &Path, rel: &str) -> Result<()> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 builder
                     .create(&path)
+                    .and_then(|()| give_to(&path, owner))
                     .with_context(|| format!("creating directory {so_far:?}"))?;
             }
             Err(e) => return Err(Error::io(format!("inspecting {so_far:?}"), e)),
@@ -83,8 +86,9 @@ pub fn create_dirs_no_follow(root: &Path, rel: &str) -> Result<()> {
 
 /// Checks the working directory is a directory of the input tree and
 /// creates the parent directories of every output path (the spec has the
-/// worker do so, even where the input tree has none).
-pub fn prepare_run(root: &Path, spec: &CommandSpec) -> Result<()> {
+/// worker do so, even where the input tree has none), owned by `owner`
+/// when given, as the input directories are.
+pub fn prepare_run(root: &Path, spec: &CommandSpec, owner: Option<(u32, u32)>) -> Result<()> {
     let wd = &spec.working_directory;
     match lookup_no_follow(root, wd).with_context(|| format!("inspecting {wd:?}"))? {
         Some(meta) if meta.is_dir() => {}
@@ -101,7 +105,7 @@ pub fn prepare_run(root: &Path, spec: &CommandSpec) -> Result<()> {
         };
         // Only the parents: an output directory itself is the action's to
         // make (the spec says so), and one it does not make is absent.
-        create_dirs_no_follow(root, parent)
+        create_dirs_no_follow(root, parent, owner)
             .with_context(|| format!("preparing output path {:?}", output.path))?;
     }
     Ok(())
@@ -137,14 +141,14 @@ mod tests {
         let root = dir.path();
         std::os::unix::fs::symlink("/tmp", root.join("out")).unwrap();
         fs::write(root.join("file"), "x").unwrap();
-        create_dirs_no_follow(root, "a/b/c").unwrap();
+        create_dirs_no_follow(root, "a/b/c", None).unwrap();
         assert!(root.join("a/b/c").is_dir());
-        create_dirs_no_follow(root, "a/b").unwrap();
-        create_dirs_no_follow(root, "").unwrap();
-        let err = create_dirs_no_follow(root, "out/x").unwrap_err();
+        create_dirs_no_follow(root, "a/b", None).unwrap();
+        create_dirs_no_follow(root, "", None).unwrap();
+        let err = create_dirs_no_follow(root, "out/x", None).unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.to_string().contains("symlink"), "{err}");
-        let err = create_dirs_no_follow(root, "file/x").unwrap_err();
+        let err = create_dirs_no_follow(root, "file/x", None).unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
     }
 }

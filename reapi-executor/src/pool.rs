@@ -18,6 +18,19 @@
 //! crash leave theirs behind); nothing else in `work_dir` is touched. For
 //! hardlinking, `work_dir` should be on the disk store's file system; when
 //! it is not, inputs are copied.
+//!
+//! # Who actions run as
+//!
+//! [`LocalExecutorConfig::run_as`] names the user the sandbox runs
+//! commands as, and must be the one it really uses
+//! ([`LocalExecutorConfig::process_sandbox`] makes a matching
+//! [`ProcessSandbox`]). Inputs are hardlinked from the disk store only when
+//! that user is neither root nor the server's own (it then cannot write
+//! to or `chmod` the store's read-only files); otherwise they are copied,
+//! so an action writing to its inputs can never change the CAS. See
+//! [`crate::identity`]. For another user, the pool also makes the way to
+//! `{work_dir}/actions` searchable by it (adding `o+x` where needed, with
+//! a warning) and gives it the directories of each input tree.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,8 +47,10 @@ use reapi_core::{BlobStore, Error, Result};
 use crate::action::{run_action, ActionContext};
 use crate::action_dir::reset_dir;
 use crate::host;
+use crate::identity::{self, ActionIdentity};
 use crate::materialize::executables::ExecutableCache;
 use crate::materialize::Materializer;
+use crate::sandbox::ProcessSandbox;
 
 /// How a [`LocalExecutorPool`] is set up.
 #[derive(Clone, Debug)]
@@ -55,6 +70,14 @@ pub struct LocalExecutorConfig {
     /// Whether input symlinks may have absolute targets (the Capabilities
     /// service advertises `SymlinkAbsolutePathStrategy`; this must agree).
     pub allow_absolute_symlinks: bool,
+    /// The `(uid, gid)` the sandbox runs commands as; `None` (the default)
+    /// for the server's own user. It must match the sandbox given to the
+    /// pool: inputs are hardlinks to the store's files only when this is
+    /// another user than the server's and not root, and a sandbox that
+    /// really ran commands as root or as the server would then let them
+    /// write to the CAS. [`identity::default_run_as`] is what a server
+    /// should use.
+    pub run_as: Option<(u32, u32)>,
 }
 
 impl LocalExecutorConfig {
@@ -69,7 +92,16 @@ impl LocalExecutorConfig {
             executable_cache_bytes: 1 << 30,
             directory_cache_entries: 4096,
             allow_absolute_symlinks: true,
+            run_as: None,
         })
+    }
+
+    /// A [`ProcessSandbox`] running commands as [`Self::run_as`] says.
+    pub fn process_sandbox(&self) -> ProcessSandbox {
+        match self.run_as {
+            Some((uid, gid)) => ProcessSandbox::new().running_as(uid, gid),
+            None => ProcessSandbox::new(),
+        }
     }
 }
 
@@ -80,6 +112,7 @@ pub struct LocalExecutorPool {
     materializer: Materializer,
     sandbox: Arc<dyn Sandbox>,
     actions_dir: PathBuf,
+    identity: ActionIdentity,
     runs: AtomicU64,
 }
 
@@ -94,7 +127,8 @@ impl LocalExecutorPool {
     ///
     /// `cas` is where inputs are read from and outputs written to; `disk`,
     /// when given, is the local disk store whose content files are
-    /// hardlinked into input trees (normally the local layer of `cas`).
+    /// hardlinked or copied into input trees (normally the local layer of
+    /// `cas`); `sandbox` must run commands as `config.run_as` says.
     pub async fn new(
         cas: Arc<dyn BlobStore>,
         disk: Option<Arc<DiskStore>>,
@@ -122,10 +156,15 @@ impl LocalExecutorPool {
         let executables_dir = config.work_dir.join("executables");
         reset_dir(&actions_dir)?;
         reset_dir(&executables_dir)?;
+        let identity = ActionIdentity::new(config.run_as);
+        if let Some(owner) = identity.directory_owner() {
+            identity::make_reachable(&actions_dir, owner)?;
+        }
         let materializer = Materializer::new(
             Arc::clone(&cas),
             disk,
             ExecutableCache::new(executables_dir, config.executable_cache_bytes),
+            identity,
             config.directory_cache_entries,
             config.allow_absolute_symlinks,
         );
@@ -139,10 +178,19 @@ impl LocalExecutorPool {
                 busy: AtomicBool::new(false),
             })
             .collect();
+        let run_as = match config.run_as {
+            Some((uid, gid)) => match identity::user_name(uid) {
+                Some(name) => format!("{name} ({uid}:{gid})"),
+                None => format!("{uid}:{gid}"),
+            },
+            None => "the server's user".to_string(),
+        };
         tracing::info!(
             executors = config.executors,
             work_dir = %config.work_dir.display(),
             properties = %config.properties,
+            run_as,
+            inputs = if identity.may_link_server_files() { "hardlinked" } else { "copied" },
             "local executor pool ready"
         );
         Ok(LocalExecutorPool {
@@ -151,6 +199,7 @@ impl LocalExecutorPool {
             materializer,
             sandbox,
             actions_dir,
+            identity,
             runs: AtomicU64::new(0),
         })
     }
@@ -193,6 +242,7 @@ impl ExecutorPool for LocalExecutorPool {
             sandbox: self.sandbox.as_ref(),
             executor,
             action_dir: self.actions_dir.join(format!("{index}.{n}")),
+            directory_owner: self.identity.directory_owner(),
         };
         run_action(ctx, job).await
     }

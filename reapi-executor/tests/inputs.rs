@@ -1,5 +1,6 @@
-//! Input trees: layout, modes, hardlinks from the disk store, executable
-//! copies, symlinks, missing blobs and malformed trees.
+//! Input trees: layout, modes, copies of or hardlinks to the disk store's
+//! files (by who the action runs as), executable copies, symlinks, missing
+//! blobs and malformed trees.
 
 mod common;
 
@@ -9,6 +10,8 @@ use prost::Message;
 use reapi_core::proto::error_details::PreconditionFailure;
 use reapi_core::proto::remote_execution::{Directory, DirectoryNode, FileNode, SymlinkNode};
 use reapi_core::Digest;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use tonic::Code;
 
 const SCRIPT: &str = r#"
@@ -51,8 +54,74 @@ async fn lays_out_a_tree_from_a_memory_store() {
     assert!(h.leftover_action_dirs().is_empty());
 }
 
+/// The disk store's content file for `content`, and the digest of what
+/// it holds now.
+fn store_file(h: &Harness, content: &[u8]) -> (PathBuf, Digest) {
+    let path = h
+        .disk
+        .as_ref()
+        .unwrap()
+        .blob_path(INSTANCE, &Digest::of_bytes(content))
+        .expect("the blob is in the disk store");
+    let now = Digest::of_bytes(&std::fs::read(&path).unwrap());
+    (path, now)
+}
+
+fn ino(path: &Path) -> String {
+    std::fs::metadata(path).unwrap().ino().to_string()
+}
+
+fn executables_dir(h: &Harness) -> PathBuf {
+    h.pool.actions_dir().parent().unwrap().join("executables")
+}
+
+const ORIGINAL: &[u8] = b"original contents\n";
+const TOOL: &[u8] = b"#!/bin/sh\necho tool ran\n";
+
+/// Tries to overwrite `in.txt` and `bin/tool` in place (after making them
+/// writable), reporting each step's status, then prints what it reads.
+const VANDAL: &str = r#"
+(chmod u+w in.txt) 2>/dev/null; echo "chmod=$?"
+(printf CORRUPTED 1<>in.txt) 2>/dev/null; echo "write=$?"
+(chmod u+w bin/tool) 2>/dev/null; echo "chmod-exe=$?"
+(printf 'exit 3 #' 1<>bin/tool) 2>/dev/null; echo "write-exe=$?"
+cat in.txt
+"#;
+
+/// Checks that the blobs behind `in.txt` and `bin/tool` are intact: the
+/// store's files, a ByteStream-like read, and a later action's view.
+async fn assert_store_intact(h: &Harness) {
+    for content in [ORIGINAL, TOOL] {
+        let (path, now) = store_file(h, content);
+        assert_eq!(
+            now,
+            Digest::of_bytes(content),
+            "the store's file {} was changed",
+            path.display()
+        );
+        assert_eq!(h.read(&Digest::of_bytes(content)).await, content);
+    }
+    let root = h.upload_tree(&vandal_tree()).await;
+    let outcome = h.run(shell("cat in.txt; bin/tool"), root).await.unwrap();
+    assert_eq!(outcome.result.exit_code, 0, "{}", h.stderr(&outcome).await);
+    assert_eq!(
+        h.stdout(&outcome).await,
+        "original contents\ntool ran\n",
+        "a later action saw an earlier one's changes to a shared input"
+    );
+}
+
+fn vandal_tree() -> TreeSpec {
+    TreeSpec::new()
+        .file("in.txt", ORIGINAL)
+        .executable("bin/tool", TOOL)
+        .file("dir/sub/x.txt", b"x")
+}
+
 #[tokio::test]
-async fn hardlinks_from_the_disk_store() {
+async fn inputs_are_copies_when_actions_run_as_the_server() {
+    // The harness runs actions as the test's own user: hardlinks to the
+    // store's files would let them write to the CAS, so inputs are copies.
     let h = Harness::disk().await;
     let root = h.upload_tree(&tree()).await;
     let outcome = h.run(shell(SCRIPT), root).await.unwrap();
@@ -60,37 +129,148 @@ async fn hardlinks_from_the_disk_store() {
     assert_eq!(outcome.result.exit_code, 0, "{}", h.stderr(&outcome).await);
     assert_eq!(stdout.replace("a-ro\n", ""), EXPECTED.replace("a-ro\n", ""));
 
-    // a.txt shares the store's inode; bin/tool shares the executable copy's
-    // (which is not the store's 0444 file).
-    let disk = h.disk.as_ref().unwrap();
-    let alpha = disk
-        .blob_path(INSTANCE, &Digest::of_bytes(b"alpha"))
+    let (alpha, _) = store_file(&h, b"alpha");
+    let (tool, _) = store_file(&h, b"#!/bin/sh\necho tool ran\n");
+    let outcome = h
+        .run(shell("stat -L -c '%i' a.txt bin/tool"), root)
+        .await
         .unwrap();
-    let tool_blob = Digest::of_bytes(b"#!/bin/sh\necho tool ran\n");
-    let tool = disk.blob_path(INSTANCE, &tool_blob).unwrap();
-    let script = format!(
-        "stat -L -c '%i' a.txt bin/tool; stat -c '%a' bin/tool; ls {}",
-        h.pool
-            .actions_dir()
-            .parent()
-            .unwrap()
-            .join("executables")
-            .display()
-    );
-    let outcome = h.run(shell(&script), root).await.unwrap();
     let stdout = h.stdout(&outcome).await;
     let lines: Vec<&str> = stdout.lines().collect();
-    use std::os::unix::fs::MetadataExt;
-    let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino().to_string();
-    assert_eq!(lines[0], ino(&alpha), "{stdout}");
-    assert_ne!(lines[1], ino(&tool), "{stdout}");
-    assert_eq!(lines[2], "555");
-    assert_eq!(
-        lines[3],
-        format!("{}-{}", tool_blob.hash_hex(), tool_blob.size())
-    );
-    // The store's file kept its mode.
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_ne!(lines[0], ino(&alpha), "a.txt is the store's file");
+    assert_ne!(lines[1], ino(&tool), "bin/tool is the store's file");
+    // No executable copies to link from are made.
+    assert_eq!(std::fs::read_dir(executables_dir(&h)).unwrap().count(), 0);
+    // The store's files kept their mode.
     assert_eq!(std::fs::metadata(&tool).unwrap().mode() & 0o777, 0o444);
+    assert!(h.leftover_action_dirs().is_empty());
+
+    // An action writing to its inputs changes its own copies only.
+    let root = h.upload_tree(&vandal_tree()).await;
+    let outcome = h.run(shell(VANDAL), root).await.unwrap();
+    let stdout = h.stdout(&outcome).await;
+    assert!(stdout.contains("write=0\n"), "{stdout}");
+    assert!(stdout.ends_with("CORRUPTEDcontents\n"), "{stdout}");
+    assert_store_intact(&h).await;
+    assert!(h.leftover_action_dirs().is_empty());
+}
+
+/// Whether the test may run actions as `nobody` (it must be root for
+/// that). Outside CI, a test that cannot is skipped with a message; in CI
+/// (`CI=true`) it fails.
+fn can_switch_users(test: &str) -> bool {
+    if reapi_executor::identity::server_identity().0 == 0 {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test} must run as root in CI, to run actions as another user");
+    }
+    eprintln!("skipping {test}: running actions as another user needs root");
+    false
+}
+
+#[tokio::test]
+async fn actions_running_as_another_user_cannot_change_hardlinked_inputs() {
+    if !can_switch_users("actions_running_as_another_user_cannot_change_hardlinked_inputs") {
+        return;
+    }
+    let nobody = reapi_executor::identity::nobody();
+    let h = Harness::disk_running_as(Some(nobody)).await;
+    let root = h.upload_tree(&vandal_tree()).await;
+    let script = format!(
+        r#"{VANDAL}
+id -u
+echo "groups=$(id -G)"
+stat -L -c '%i %u %a' in.txt bin/tool
+echo new > dir/sub/created.txt && echo created
+rm dir/sub/x.txt && echo removed
+mkdir -p gen/a && printf g > gen/a/f
+printf result > out/result.txt
+"#
+    );
+    let mut cmd = shell(&script);
+    cmd.output_paths = vec!["gen".into(), "out/result.txt".into()];
+    let outcome = h.run(cmd, root).await.unwrap();
+    let stdout = h.stdout(&outcome).await;
+    let stderr = h.stderr(&outcome).await;
+    assert_eq!(outcome.result.exit_code, 0, "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    // Neither chmod nor the writes worked, and the action read the
+    // original.
+    for step in ["chmod", "write", "chmod-exe", "write-exe"] {
+        assert!(
+            !lines.contains(&format!("{step}=0").as_str()),
+            "{step} succeeded: {stdout}"
+        );
+    }
+    assert!(lines.contains(&"original contents"), "{stdout}");
+    assert!(lines.contains(&nobody.0.to_string().as_str()), "{stdout}");
+    // With its own group only: root's supplementary groups were dropped.
+    assert!(
+        lines.contains(&format!("groups={}", nobody.1).as_str()),
+        "{stdout}"
+    );
+    // The inputs are the server's read-only files: in.txt the store's own,
+    // bin/tool the shared executable copy.
+    let (in_txt, _) = store_file(&h, ORIGINAL);
+    let copy = executables_dir(&h).join(format!(
+        "{}-{}",
+        Digest::of_bytes(TOOL).hash_hex(),
+        TOOL.len()
+    ));
+    assert!(
+        lines.contains(&format!("{} 0 444", ino(&in_txt)).as_str()),
+        "{stdout}"
+    );
+    assert!(
+        lines.contains(&format!("{} 0 555", ino(&copy)).as_str()),
+        "{stdout}"
+    );
+    // It could still create and remove files in the input directories.
+    assert!(lines.contains(&"created"), "{stdout}");
+    assert!(lines.contains(&"removed"), "{stdout}");
+
+    // Its outputs were collected.
+    let result = &outcome.result;
+    let file = result
+        .output_files
+        .iter()
+        .find(|f| f.path == "out/result.txt")
+        .expect("out/result.txt collected");
+    assert_eq!(h.read_proto(file.digest.as_ref().unwrap()).await, b"result");
+    let gen = result
+        .output_directories
+        .iter()
+        .find(|d| d.path == "gen")
+        .expect("gen collected");
+    let tree = h.tree(gen.tree_digest.as_ref().unwrap()).await;
+    assert_eq!(tree.root.as_ref().unwrap().directories[0].name, "a");
+    assert_eq!(tree.children.len(), 1);
+    assert_eq!(
+        h.read_proto(tree.children[0].files[0].digest.as_ref().unwrap())
+            .await,
+        b"g"
+    );
+
+    // The removed input's blob is still in the store.
+    let (_, x_now) = store_file(&h, b"x");
+    assert_eq!(x_now, Digest::of_bytes(b"x"));
+    assert_store_intact(&h).await;
+    // Files and directories the action made are removed with its
+    // directory.
+    assert!(h.leftover_action_dirs().is_empty());
+
+    // Outputs under a working directory, whose parents the worker makes.
+    let mut cmd = shell("mkdir made && printf y > made/y && printf z > out/deep/z.txt");
+    cmd.working_directory = "dir/sub".into();
+    cmd.output_paths = vec!["made".into(), "out/deep/z.txt".into()];
+    let outcome = h.run(cmd, root).await.unwrap();
+    assert_eq!(outcome.result.exit_code, 0, "{}", h.stderr(&outcome).await);
+    assert_eq!(outcome.result.output_directories.len(), 1);
+    let z = &outcome.result.output_files[0];
+    assert_eq!(z.path, "out/deep/z.txt");
+    assert_eq!(h.read_proto(z.digest.as_ref().unwrap()).await, b"z");
     assert!(h.leftover_action_dirs().is_empty());
 }
 

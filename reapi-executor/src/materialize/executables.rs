@@ -1,5 +1,10 @@
 //! Executable copies of CAS blobs, to hardlink executable inputs from.
 //!
+//! Used only when actions run as a user that cannot write to or `chmod`
+//! the server's files (see [`crate::identity`]): the copies are the
+//! server's, mode 0555, and shared by every action that links them, so
+//! otherwise executable inputs are plain copies of the store's file.
+//!
 //! Inputs are hardlinked from the disk store's content files, which are
 //! read-only (0444). A hardlink is the same inode, so it has the same mode:
 //! an input marked executable cannot be a link to the store's file (and

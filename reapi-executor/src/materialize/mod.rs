@@ -3,9 +3,10 @@
 //! 1. [`fetch`]: fetch and check every `Directory` message (through a
 //!    [`directory_cache`]), flatten the tree into a plan, and check that
 //!    every file is in the CAS (FAILED_PRECONDITION listing what is not);
-//! 2. [`place`]: create directories and symlinks and hardlink files from the
-//!    local disk store (executables from [`executables`]), on a blocking
-//!    thread;
+//! 2. [`place`]: create directories and symlinks and hardlink or copy files
+//!    from the local disk store (executables from [`executables`]), on a
+//!    blocking thread; hardlinks only when the action runs as a user that
+//!    cannot write to them ([`crate::identity`]);
 //! 3. stream the files the disk store does not hold from the CAS.
 
 pub mod directory_cache;
@@ -26,6 +27,7 @@ use self::executables::ExecutableCache;
 use self::fetch::TreeSource;
 use self::place::{fetch_file, lay_out_local, LocalSource};
 use crate::action_dir::CancelFlag;
+use crate::identity::ActionIdentity;
 
 /// Files streamed from the CAS at once.
 const FILE_FETCH_CONCURRENCY: usize = 16;
@@ -40,13 +42,16 @@ pub struct Materializer {
 
 impl Materializer {
     /// `cas` is where inputs come from; `disk`, when given, is the local
-    /// disk store whose content files are hardlinked (usually the local
-    /// layer of `cas`); `executables` holds executable copies and must be on
-    /// the same file system as the directories inputs are laid out in.
+    /// disk store whose content files are hardlinked or copied (usually the
+    /// local layer of `cas`); `executables` holds executable copies and must
+    /// be on the same file system as the directories inputs are laid out
+    /// in; `identity` says who the actions run as, which decides between
+    /// hardlinks and copies and who owns the directories.
     pub fn new(
         cas: Arc<dyn BlobStore>,
         disk: Option<Arc<DiskStore>>,
         executables: ExecutableCache,
+        identity: ActionIdentity,
         directory_cache_capacity: usize,
         allow_absolute_symlinks: bool,
     ) -> Self {
@@ -57,6 +62,8 @@ impl Materializer {
                 instance: String::new(),
                 executables: Arc::new(executables),
                 links_work: Arc::new(AtomicBool::new(true)),
+                link_server_files: identity.may_link_server_files(),
+                directory_owner: identity.directory_owner(),
             },
             directories: DirectoryCache::new(directory_cache_capacity),
             allow_absolute_symlinks,
@@ -64,7 +71,8 @@ impl Materializer {
     }
 
     /// Lays out the tree `root_digest` of `instance` in `dest`, an existing
-    /// empty directory. Stops early with CANCELLED when `cancel` is raised.
+    /// empty directory (which the caller gives to the action's user). Stops
+    /// early with CANCELLED when `cancel` is raised.
     pub async fn materialize(
         &self,
         instance: &str,

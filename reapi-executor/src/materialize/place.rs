@@ -1,14 +1,23 @@
-//! Puts an [`InputPlan`] on disk: directories (writable, so the action can
-//! create outputs in them and the worker can remove them), symlinks exactly
-//! as given (never followed), and files, read-only: 0444, or 0555 when
-//! executable.
+//! Puts an [`InputPlan`] on disk: directories (writable by the action, so
+//! it can create outputs in them, and by the worker, so it can remove
+//! them), symlinks exactly as given (never followed), and files,
+//! read-only: 0444, or 0555 when executable.
 //!
 //! A file comes, in order of preference, from
-//! 1. a hardlink to the local disk store's content file (executables: to
-//!    an executable copy, see [`super::executables`]);
+//! 1. the local disk store's content file: a hardlink to it (executables:
+//!    to an executable copy, see [`super::executables`]) when the action
+//!    runs as a user that cannot write to or `chmod` those files (see
+//!    [`crate::identity`]), otherwise a copy of it;
 //! 2. a copy of that file, when linking fails (another file system, too
 //!    many links to one inode);
 //! 3. a stream from the CAS, when the disk store does not hold the blob.
+//!
+//! Copying costs a read and a write of every input byte per run (ext4 has
+//! no reflinks; `copy_file_range` keeps it in the kernel), where a
+//! hardlink costs one metadata write. It is the price of running actions
+//! as the server's own user or as root: a hardlink would let an action
+//! that writes to its input in place change the blob in the CAS for every
+//! later reader.
 
 use std::fs;
 use std::io;
@@ -26,6 +35,7 @@ use tonic::Code;
 use super::executables::{ExecutableCache, EXECUTABLE_MODE};
 use super::fetch::{InputPlan, PlannedFile};
 use crate::action_dir::CancelFlag;
+use crate::identity::give_to;
 
 /// Mode of input files that are not executable.
 pub const READ_ONLY_MODE: u32 = 0o444;
@@ -50,6 +60,13 @@ pub struct LocalSource {
     /// Cleared after a cross-device link failure: the store is on another
     /// file system, so copying is all that works.
     pub links_work: Arc<AtomicBool>,
+    /// Whether files the server owns may be hardlinked into input trees
+    /// ([`crate::identity::ActionIdentity::may_link_server_files`]); when
+    /// not, they are copied.
+    pub link_server_files: bool,
+    /// Who gets the directories created for the action, when not the
+    /// server's user.
+    pub directory_owner: Option<(u32, u32)>,
 }
 
 /// Creates the directories and symlinks of `plan` under `root` and every
@@ -65,8 +82,10 @@ pub fn lay_out_local(
     builder.mode(DIRECTORY_MODE);
     for dir in &plan.directories {
         cancel.check()?;
+        let path = root.join(dir);
         builder
-            .create(root.join(dir))
+            .create(&path)
+            .and_then(|()| give_to(&path, source.directory_owner))
             .with_context(|| format!("creating input directory {dir:?}"))?;
     }
     for link in &plan.symlinks {
@@ -110,6 +129,10 @@ fn place_local(file: &PlannedFile, dest: &Path, source: &LocalSource) -> io::Res
     else {
         return Ok(false);
     };
+    if !source.link_server_files {
+        // The action could write to a link: copy.
+        return copy_from_store(&store_file, dest, mode);
+    }
     let linked = if !source.links_work.load(Ordering::Relaxed) {
         Err(io::Error::from_raw_os_error(libc::EXDEV))
     } else if file.executable {
@@ -131,15 +154,23 @@ fn place_local(file: &PlannedFile, dest: &Path, source: &LocalSource) -> io::Res
                      inputs are copied, not hardlinked"
                 );
             }
-            match copy_with_mode(&store_file, dest, mode) {
-                Ok(()) => Ok(true),
-                // Evicted meanwhile: fetch it through the CAS.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !store_file.exists() => Ok(false),
-                Err(e) => Err(e),
-            }
+            copy_from_store(&store_file, dest, mode)
         }
         _ if err.kind() == io::ErrorKind::NotFound && !store_file.exists() => Ok(false),
         _ => Err(err),
+    }
+}
+
+/// Copies the store's file to `dest` with `mode`; false when the store no
+/// longer holds it (evicted meanwhile: it is fetched through the CAS).
+fn copy_from_store(store_file: &Path, dest: &Path, mode: u32) -> io::Result<bool> {
+    match copy_with_mode(store_file, dest, mode) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !store_file.exists() => {
+            let _ = fs::remove_file(dest);
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

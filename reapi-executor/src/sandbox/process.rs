@@ -1,7 +1,8 @@
 //! [`ProcessSandbox`]: isolation level `process`. The command runs as a
 //! child of the worker, in its own process group, with exactly the
 //! environment it was given, stdin from `/dev/null` and stdout/stderr
-//! straight into files.
+//! straight into files; as the server's user, or as another one
+//! ([`ProcessSandbox::running_as`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -22,9 +23,14 @@ use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
 /// On timeout and on cancel the whole group gets SIGKILL; when the command
 /// itself exits, whatever it left running in its group is killed too. A
 /// timeout of zero means "no timeout".
+///
+/// By default commands run as the server's own user. With
+/// [`ProcessSandbox::running_as`] they run as another user instead, with
+/// no supplementary groups (switching needs the server to be root).
 #[derive(Clone, Debug)]
 pub struct ProcessSandbox {
     default_search_path: String,
+    run_as: Option<(u32, u32)>,
 }
 
 impl Default for ProcessSandbox {
@@ -39,6 +45,7 @@ impl ProcessSandbox {
     pub fn new() -> Self {
         ProcessSandbox {
             default_search_path: DEFAULT_SEARCH_PATH.to_string(),
+            run_as: None,
         }
     }
 
@@ -47,7 +54,22 @@ impl ProcessSandbox {
     pub fn with_default_search_path(search_path: impl Into<String>) -> Self {
         ProcessSandbox {
             default_search_path: search_path.into(),
+            run_as: None,
         }
+    }
+
+    /// Runs commands as user `uid`, group `gid` and no supplementary
+    /// groups. The pool laying out the inputs must be told the same
+    /// identity ([`crate::LocalExecutorConfig::run_as`]): it decides
+    /// whether inputs may be hardlinks to the store's files.
+    pub fn running_as(mut self, uid: u32, gid: u32) -> Self {
+        self.run_as = Some((uid, gid));
+        self
+    }
+
+    /// The `(uid, gid)` commands run as; `None` for the server's own.
+    pub fn run_as(&self) -> Option<(u32, u32)> {
+        self.run_as
     }
 }
 
@@ -56,11 +78,12 @@ impl Sandbox for ProcessSandbox {
     async fn run(&self, command: SandboxCommand) -> Result<SandboxOutcome> {
         let started = SystemTime::now();
         let search_path = self.default_search_path.clone();
+        let run_as = self.run_as;
         let timeout = command.timeout;
         // Spawning touches the file system and forks: off the async
         // threads. If this future is dropped meanwhile, the ProcessGroup the
         // task returns is dropped with it, which kills the command.
-        let spawned = tokio::task::spawn_blocking(move || start(&command, &search_path))
+        let spawned = tokio::task::spawn_blocking(move || start(&command, &search_path, run_as))
             .await
             .map_err(|e| Error::internal(format!("starting the command: {e}")))??;
         let (group, mut exited) = match spawned {
@@ -110,7 +133,20 @@ enum Started {
     NotRunnable(i32),
 }
 
-fn start(command: &SandboxCommand, search_path: &str) -> Result<Started> {
+fn start(
+    command: &SandboxCommand,
+    search_path: &str,
+    run_as: Option<(u32, u32)>,
+) -> Result<Started> {
+    if let Some((uid, gid)) = run_as {
+        let (euid, egid) = crate::identity::server_identity();
+        if euid != 0 && (uid, gid) != (euid, egid) {
+            return Err(Error::failed_precondition(format!(
+                "commands are to run as uid {uid} gid {gid}, but the server (uid {euid}) \
+                 is not root and cannot switch to them"
+            )));
+        }
+    }
     let stdout = File::create(&command.stdout_path)
         .with_context(|| format!("creating {}", command.stdout_path.display()))?;
     let mut stderr = File::create(&command.stderr_path)
@@ -124,7 +160,7 @@ fn start(command: &SandboxCommand, search_path: &str) -> Result<Started> {
         &command.working_directory,
         search_path,
     )
-    .and_then(|program| spawn(command, &program, stdout, &stderr));
+    .and_then(|program| spawn(command, &program, run_as, stdout, &stderr));
     match spawned {
         Ok(Ok(child)) => {
             let (group, exited) = ProcessGroup::watch(child)?;
@@ -151,6 +187,7 @@ const TEXT_BUSY_RETRIES: u32 = 5;
 fn spawn(
     command: &SandboxCommand,
     program: &Path,
+    run_as: Option<(u32, u32)>,
     stdout: File,
     stderr: &File,
 ) -> Result<Result<Child>, NotRunnable> {
@@ -164,7 +201,7 @@ fn spawn(
             Ok(file) => file,
             Err(e) => return Ok(Err(Error::io("duplicating the stdout file", e))),
         };
-        let mut cmd = build(command, program);
+        let mut cmd = build(command, program, run_as);
         cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
         match cmd.spawn() {
             Ok(child) => return Ok(Ok(child)),
@@ -177,7 +214,7 @@ fn spawn(
     }
 }
 
-fn build(command: &SandboxCommand, program: &Path) -> Command {
+fn build(command: &SandboxCommand, program: &Path, run_as: Option<(u32, u32)>) -> Command {
     // `program` may be relative to the working directory (`./tool`): on
     // Linux the child changes directory before it execs, so it is found
     // there, and a script's `$0` is what the client wrote. The tests hold
@@ -192,7 +229,38 @@ fn build(command: &SandboxCommand, program: &Path) -> Command {
         .current_dir(&command.working_directory)
         .stdin(Stdio::null())
         .process_group(0);
+    if let Some((uid, gid)) = run_as {
+        // SAFETY: `become_user` only makes async-signal-safe calls and
+        // allocates nothing, as code between fork and exec must.
+        unsafe {
+            cmd.pre_exec(move || become_user(uid, gid));
+        }
+    }
     cmd
+}
+
+/// In the child, before exec: drops supplementary groups, then sets the
+/// group, then the user (the order matters: after `setuid` the others are
+/// no longer allowed). std changes into the working directory before
+/// this runs, as the server's user; the pool makes the way to it
+/// searchable by the action's user anyway, since actions use absolute
+/// paths too.
+fn become_user(uid: u32, gid: u32) -> std::io::Result<()> {
+    // SAFETY: plain system calls; a null list with size 0 is valid for
+    // setgroups.
+    unsafe {
+        if uid != 0 && libc::geteuid() == uid && libc::getegid() == gid {
+            // Already that user (a server running actions as itself).
+            return Ok(());
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 fn classify_spawn_error(program: &Path, e: std::io::Error) -> Result<Result<Child>, NotRunnable> {

@@ -17,7 +17,7 @@ use reapi_core::proto::remote_execution::{
     Action, Command, Directory, DirectoryNode, FileNode, SymlinkNode, Tree,
 };
 use reapi_core::{BlobStore, Digest, Result};
-use reapi_executor::{LocalExecutorConfig, LocalExecutorPool, ProcessSandbox};
+use reapi_executor::{LocalExecutorConfig, LocalExecutorPool};
 
 pub const INSTANCE: &str = "test";
 
@@ -32,11 +32,18 @@ impl Harness {
     /// A pool of two executors over a MemoryStore.
     pub async fn memory() -> Harness {
         let cas: Arc<dyn BlobStore> = Arc::new(MemoryStore::new(1 << 30));
-        Self::build(cas, None, tempfile::tempdir().unwrap()).await
+        Self::build(cas, None, tempfile::tempdir().unwrap(), None).await
     }
 
-    /// A pool of two executors over a DiskStore, hardlinking from it.
+    /// A pool of two executors over a DiskStore, running actions as the
+    /// test's own user (so inputs are copied from the store).
     pub async fn disk() -> Harness {
+        Self::disk_running_as(None).await
+    }
+
+    /// A pool of two executors over a DiskStore, running actions as
+    /// `run_as` (`None`: the test's own user).
+    pub async fn disk_running_as(run_as: Option<(u32, u32)>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let disk = Arc::new(
             DiskStore::open(DiskStoreConfig {
@@ -47,24 +54,22 @@ impl Harness {
             .unwrap(),
         );
         let cas: Arc<dyn BlobStore> = disk.clone();
-        Self::build(cas, Some(disk), dir).await
+        Self::build(cas, Some(disk), dir, run_as).await
     }
 
     async fn build(
         cas: Arc<dyn BlobStore>,
         disk: Option<Arc<DiskStore>>,
         dir: tempfile::TempDir,
+        run_as: Option<(u32, u32)>,
     ) -> Harness {
         let mut config = LocalExecutorConfig::new(dir.path().join("work")).unwrap();
         config.executors = 2;
-        let pool = LocalExecutorPool::new(
-            cas.clone(),
-            disk.clone(),
-            Arc::new(ProcessSandbox::new()),
-            config,
-        )
-        .await
-        .unwrap();
+        config.run_as = run_as;
+        let sandbox = config.process_sandbox();
+        let pool = LocalExecutorPool::new(cas.clone(), disk.clone(), Arc::new(sandbox), config)
+            .await
+            .unwrap();
         Harness {
             cas,
             disk,
