@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use reapi_cas::config::StorageConfig;
+use reapi_cas::store::{GcsConfig, S3Config};
 use reapi_core::config::parse_byte_size;
 use serde::Deserialize;
 
@@ -38,6 +39,85 @@ pub struct Flags {
     /// memory).
     #[arg(long = "platform", value_name = "KEY=VALUE")]
     pub platform: Vec<String>,
+    /// Write blobs and action results through to this S3 bucket
+    /// (credentials from the standard AWS chain, or `[storage.s3]`).
+    #[arg(long = "s3-bucket", value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint URL for servers other than AWS.
+    #[arg(long = "s3-endpoint", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long = "s3-region", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Key prefix in the S3 bucket.
+    #[arg(long = "s3-prefix", value_name = "PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Path-style S3 URLs (most servers other than AWS need them).
+    #[arg(long = "s3-path-style")]
+    pub s3_path_style: bool,
+    /// Write blobs and action results through to this GCS bucket.
+    #[arg(long = "gcs-bucket", value_name = "BUCKET")]
+    pub gcs_bucket: Option<String>,
+    /// GCS endpoint URL (for emulators).
+    #[arg(long = "gcs-endpoint", value_name = "URL")]
+    pub gcs_endpoint: Option<String>,
+    /// Object-name prefix in the GCS bucket.
+    #[arg(long = "gcs-prefix", value_name = "PREFIX")]
+    pub gcs_prefix: Option<String>,
+    /// Send no credentials to GCS (for emulators).
+    #[arg(long = "gcs-no-auth")]
+    pub gcs_no_auth: bool,
+}
+
+impl Flags {
+    /// The S3 section with these flags applied over the file's.
+    fn s3(&self, file: Option<S3Config>) -> Option<S3Config> {
+        let touched = self.s3_bucket.is_some()
+            || self.s3_endpoint.is_some()
+            || self.s3_region.is_some()
+            || self.s3_prefix.is_some()
+            || self.s3_path_style;
+        if !touched {
+            return file;
+        }
+        let mut s3 = file.unwrap_or_default();
+        if let Some(bucket) = &self.s3_bucket {
+            s3.bucket = bucket.clone();
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            s3.endpoint = Some(endpoint.clone());
+        }
+        if let Some(region) = &self.s3_region {
+            s3.region = region.clone();
+        }
+        if let Some(prefix) = &self.s3_prefix {
+            s3.prefix = prefix.clone();
+        }
+        s3.path_style |= self.s3_path_style;
+        Some(s3)
+    }
+
+    /// The GCS section with these flags applied over the file's.
+    fn gcs(&self, file: Option<GcsConfig>) -> Option<GcsConfig> {
+        let touched = self.gcs_bucket.is_some()
+            || self.gcs_endpoint.is_some()
+            || self.gcs_prefix.is_some()
+            || self.gcs_no_auth;
+        if !touched {
+            return file;
+        }
+        let mut gcs = file.unwrap_or_default();
+        if let Some(bucket) = &self.gcs_bucket {
+            gcs.bucket = bucket.clone();
+        }
+        if let Some(endpoint) = &self.gcs_endpoint {
+            gcs.endpoint = Some(endpoint.clone());
+        }
+        if let Some(prefix) = &self.gcs_prefix {
+            gcs.prefix = prefix.clone();
+        }
+        gcs.no_auth |= self.gcs_no_auth;
+        Some(gcs)
+    }
 }
 
 fn parse_size_flag(text: &str) -> Result<u64, String> {
@@ -54,6 +134,15 @@ struct FileConfig {
     instances: Option<Vec<String>>,
     executors: Option<usize>,
     platform: Option<Vec<String>>,
+    storage: Option<StorageSection>,
+}
+
+/// `[storage.s3]` / `[storage.gcs]`: an external store to write through to.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct StorageSection {
+    s3: Option<S3Config>,
+    gcs: Option<GcsConfig>,
 }
 
 /// A size in the file: bytes as an integer or a string with a unit.
@@ -92,6 +181,9 @@ impl ServerConfig {
             }
         };
         let defaults = StorageConfig::default();
+        let section = file.storage.unwrap_or_default();
+        let s3 = flags.s3(section.s3);
+        let gcs = flags.gcs(section.gcs);
         let listen = match flags.listen.or(file.listen) {
             Some(addr) => addr,
             None => DEFAULT_LISTEN
@@ -110,6 +202,8 @@ impl ServerConfig {
                     .or(file_disk_size)
                     .unwrap_or(defaults.disk_size),
                 instances: file.instances,
+                s3,
+                gcs,
             },
             executors: flags.executors.or(file.executors),
             platform: if flags.platform.is_empty() {
@@ -176,6 +270,41 @@ mod tests {
             config.storage.instances,
             Some(vec![String::new(), "ci".into()])
         );
+    }
+
+    #[test]
+    fn external_store_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            "[storage.s3]\nbucket = \"cache\"\nregion = \"eu-west-1\"\nsecret_access_key = \"hunter2\"\n",
+        )
+        .unwrap();
+        let flags = Flags::parse_from([
+            "reapi-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--s3-endpoint",
+            "http://127.0.0.1:8333",
+            "--s3-path-style",
+        ]);
+        let config = ServerConfig::load(flags).unwrap();
+        let s3 = config.storage.s3.unwrap();
+        assert_eq!(s3.bucket, "cache");
+        assert_eq!(s3.region, "eu-west-1");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert!(s3.path_style);
+        assert!(
+            !format!("{s3:?}").contains("hunter2"),
+            "secret in Debug output"
+        );
+        assert!(config.storage.gcs.is_none());
+
+        let flags = Flags::parse_from(["reapi-server", "--gcs-bucket", "b", "--gcs-no-auth"]);
+        let gcs = ServerConfig::load(flags).unwrap().storage.gcs.unwrap();
+        assert_eq!(gcs.bucket, "b");
+        assert!(gcs.no_auth);
     }
 
     #[test]

@@ -8,9 +8,15 @@ use std::sync::Arc;
 use reapi_core::{ActionCache, BlobStore, InstancePolicy, Result};
 use serde::Deserialize;
 
-use crate::action_cache::{CompletenessCheckingActionCache, DiskActionCache};
+use crate::action_cache::{
+    BucketBackupActionCache, CompletenessCheckingActionCache, DiskActionCache,
+};
 use crate::service::StorageServices;
-use crate::store::{DiskStore, DiskStoreConfig};
+use crate::store::{
+    DiskStore, DiskStoreConfig, GcsConfig, GcsStore, ObjectBucket, S3Config, S3Store, WriteMode,
+    WriteThroughStore,
+};
+use reapi_core::Error;
 
 pub const DEFAULT_DISK_SIZE: u64 = 10 << 30;
 
@@ -23,6 +29,10 @@ pub struct StorageConfig {
     pub disk_size: u64,
     /// Instance names served; `None` serves any name, each separately.
     pub instances: Option<Vec<String>>,
+    /// Write every blob and action result through to an S3 bucket too.
+    pub s3: Option<S3Config>,
+    /// Write every blob and action result through to a GCS bucket too.
+    pub gcs: Option<GcsConfig>,
 }
 
 impl Default for StorageConfig {
@@ -31,8 +41,17 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("reapi-data"),
             disk_size: DEFAULT_DISK_SIZE,
             instances: None,
+            s3: None,
+            gcs: None,
         }
     }
+}
+
+/// An external store, both as blobs and as a bucket for result backups.
+struct Remote {
+    store: Arc<dyn BlobStore>,
+    bucket: Arc<dyn ObjectBucket>,
+    description: String,
 }
 
 /// The built storage: the stores themselves, for whoever runs beside them
@@ -52,7 +71,40 @@ impl StorageConfig {
         }
     }
 
-    /// Opens the disk store and action cache under `data_dir`.
+    /// Connects to the external store, if one is configured, and checks
+    /// that the bucket answers: a wrong secret or a missing bucket is an
+    /// error at start, not at the first build.
+    async fn remote(&self) -> Result<Option<Remote>> {
+        match (&self.s3, &self.gcs) {
+            (Some(_), Some(_)) => Err(Error::invalid_argument(
+                "configure either [storage.s3] or [storage.gcs], not both",
+            )),
+            (Some(s3), None) => {
+                let store = Arc::new(S3Store::new(s3.clone()).await?);
+                store.check().await?;
+                let description = format!("s3 bucket {}", s3.bucket);
+                Ok(Some(Remote {
+                    store: store.clone(),
+                    bucket: store,
+                    description,
+                }))
+            }
+            (None, Some(gcs)) => {
+                let store = Arc::new(GcsStore::new(gcs.clone()).await?);
+                store.check().await?;
+                let description = format!("gcs bucket {}", gcs.bucket);
+                Ok(Some(Remote {
+                    store: store.clone(),
+                    bucket: store,
+                    description,
+                }))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Opens the disk store and action cache under `data_dir`, written
+    /// through to the external store when one is configured.
     pub async fn open(&self) -> Result<Storage> {
         let disk = Arc::new(
             DiskStore::open(DiskStoreConfig {
@@ -61,8 +113,14 @@ impl StorageConfig {
             })
             .await?,
         );
-        let store: Arc<dyn BlobStore> = disk.clone();
-        let results = Arc::new(DiskActionCache::open(self.data_dir.join("ac"))?);
+        let mut store: Arc<dyn BlobStore> = disk.clone();
+        let mut results: Arc<dyn ActionCache> =
+            Arc::new(DiskActionCache::open(self.data_dir.join("ac"))?);
+        if let Some(remote) = self.remote().await? {
+            tracing::info!(remote = %remote.description, "writing blobs and action results through");
+            store = Arc::new(WriteThroughStore::new(store, remote.store, WriteMode::Both));
+            results = Arc::new(BucketBackupActionCache::new(results, remote.bucket));
+        }
         let action_cache: Arc<dyn ActionCache> =
             Arc::new(CompletenessCheckingActionCache::new(results, store.clone()));
         Ok(Storage {

@@ -113,6 +113,7 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             disk_size,
             instances,
+            ..Default::default()
         }
         .open()
         .await
