@@ -13,7 +13,9 @@
 //!   result line of a test;
 //! - [`exec_log`]: read Bazel's execution log, which tells how each spawn ran;
 //! - [`outputs`]: what the workspace's targets must produce, checked on the
-//!   files a build left in `bazel-bin`.
+//!   files a build left in `bazel-bin`;
+//! - [`seaweedfs`]: a real S3-compatible server (SeaweedFS) for the server to
+//!   write through to.
 //!
 //! The helpers panic with a clear message when something goes wrong: they run
 //! only inside tests, where a panic is the way to report a failure.
@@ -21,5 +23,6 @@
 pub mod bazel;
 pub mod exec_log;
 pub mod outputs;
+pub mod seaweedfs;
 pub mod server;
 pub mod summary;

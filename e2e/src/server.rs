@@ -156,6 +156,13 @@ impl Server {
     /// Starts a server with a fresh data directory and extra command-line
     /// arguments.
     pub fn start_with_args(extra_args: &[&str]) -> Server {
+        Server::start_with_args_and_env(extra_args, &[])
+    }
+
+    /// Starts a server with a fresh data directory, extra command-line
+    /// arguments and extra environment variables (on top of the test's own
+    /// environment, which the server inherits).
+    pub fn start_with_args_and_env(extra_args: &[&str], envs: &[(&str, &str)]) -> Server {
         let binary = server_binary();
         let dir = tempfile::Builder::new()
             .prefix("reapi-e2e-server-")
@@ -171,6 +178,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(extra_args)
+            .envs(envs.iter().copied())
             // The log is a file, read by people: no colour escapes.
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
