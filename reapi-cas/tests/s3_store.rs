@@ -8,7 +8,9 @@
 //! cargo test -p reapi-cas --release --test s3_store -- --ignored --nocapture throughput
 //! ```
 
-#[path = "support/seaweedfs.rs"]
+// One SeaweedFS launcher serves the storage tests and the end-to-end tests.
+#[path = "../../e2e/src/seaweedfs.rs"]
+#[allow(dead_code)]
 mod seaweedfs;
 
 use std::collections::HashSet;
@@ -46,7 +48,7 @@ fn config(server: &SeaweedFs) -> S3Config {
 
 /// A server with the test bucket and a store on it; `None` to skip.
 async fn fixture_with(tweak: impl FnOnce(&mut S3Config)) -> Option<Fixture> {
-    let server = SeaweedFs::start()?;
+    let server = SeaweedFs::start("s3_store")?;
     let mut config = config(&server);
     tweak(&mut config);
     let store = S3Store::new(config).await.unwrap();
