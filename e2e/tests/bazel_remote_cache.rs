@@ -10,25 +10,10 @@
 //! The tests are skipped when Bazel is not installed, except on CI
 //! (`CI=true`), where that is a failure.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::path::Path;
-
 use reapi_e2e::bazel::{bazel_or_skip, Bazel, Output};
+use reapi_e2e::outputs::{assert_same, snapshot};
 use reapi_e2e::server::Server;
 use reapi_e2e::summary::{ProcessSummary, REMOTE_CACHE_HIT};
-
-/// Outputs under `bazel-bin` compared between the first build and the one
-/// served from the cache: one of each kind the workspace produces.
-const OUTPUTS: &[&str] = &[
-    "name.txt",
-    "greeting.txt",
-    "big.txt",
-    "empty.txt",
-    "tree",
-    "tree_listing.txt",
-    "tools/hello",
-];
 
 /// Flags that make Bazel use `server` as its remote cache.
 fn remote_cache_flags(server: &Server) -> Vec<String> {
@@ -54,11 +39,7 @@ fn args<'a>(command: &'a str, flags: &'a [String], extra: &[&'a str]) -> Vec<&'a
 /// Panics if Bazel warned about the remote cache: it treats failed uploads
 /// and downloads as warnings and carries on, which would hide server bugs.
 fn assert_no_remote_warnings(output: &Output) {
-    let warnings: Vec<&str> = output
-        .stderr
-        .lines()
-        .filter(|line| line.starts_with("WARNING:") && line.to_lowercase().contains("remote"))
-        .collect();
+    let warnings = output.remote_warnings();
     assert!(
         warnings.is_empty(),
         "{} warned about the remote cache:\n{}\n{}",
@@ -116,44 +97,6 @@ fn rerun_check(bazel: &Bazel, flags: &[String]) {
     assert_no_remote_warnings(&output);
 }
 
-/// A file or directory tree: contents and executable bit of every file, by
-/// relative path (following symlinks, as local sandboxes use them).
-fn snapshot(root: &Path) -> BTreeMap<String, (Vec<u8>, bool)> {
-    fn walk(path: &Path, name: String, into: &mut BTreeMap<String, (Vec<u8>, bool)>) {
-        let metadata =
-            fs::metadata(path).unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()));
-        if metadata.is_dir() {
-            let entries = fs::read_dir(path)
-                .unwrap_or_else(|e| panic!("cannot list {}: {e}", path.display()));
-            for entry in entries {
-                let entry = entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", path.display()));
-                let child = format!("{name}/{}", entry.file_name().to_string_lossy());
-                walk(&entry.path(), child, into);
-            }
-        } else {
-            let bytes =
-                fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-            into.insert(name, (bytes, is_executable(&metadata)));
-        }
-    }
-    let mut files = BTreeMap::new();
-    for output in OUTPUTS {
-        walk(&root.join(output), output.to_string(), &mut files);
-    }
-    files
-}
-
-#[cfg(unix)]
-fn is_executable(metadata: &fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    metadata.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_metadata: &fs::Metadata) -> bool {
-    false
-}
-
 /// Build, clean, rebuild with full downloads: the rebuild must be all cache
 /// hits and give back byte-identical outputs.
 #[test]
@@ -175,25 +118,11 @@ fn clean_rebuild_is_served_from_the_remote_cache() {
     assert_all_cache_hits(&first_summary, &rebuild);
     assert_no_remote_warnings(&rebuild);
     let restored = snapshot(&bazel.bin_dir());
-    for (path, (bytes, executable)) in &built {
-        let Some((restored_bytes, restored_executable)) = restored.get(path) else {
-            panic!("{path} is missing after the build from the cache");
-        };
-        assert!(
-            restored_bytes == bytes,
-            "{path} differs after the build from the cache: {} bytes built, {} bytes restored",
-            bytes.len(),
-            restored_bytes.len()
-        );
-        assert_eq!(
-            executable, restored_executable,
-            "{path}: executable bit differs"
-        );
-    }
-    assert_eq!(
-        built.keys().collect::<Vec<_>>(),
-        restored.keys().collect::<Vec<_>>(),
-        "the build from the cache has other files"
+    assert_same(
+        "the first build",
+        &built,
+        "the build from the cache",
+        &restored,
     );
 
     rerun_check(&bazel, &flags);
