@@ -1,0 +1,7 @@
+//! One module per family of REAPI calls.
+
+pub mod ac;
+pub mod batch;
+pub mod cas;
+pub mod execute;
+pub mod find_missing;
