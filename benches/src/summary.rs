@@ -296,11 +296,10 @@ pub fn summarize(args: SummarizeArgs) -> Result<String, String> {
     let mut targets: BTreeMap<usize, (String, String, bool)> = BTreeMap::new();
 
     let chunk_is = |r: &Row, n: u64| r.param("chunk").and_then(Value::as_u64) == Some(n);
-    if let Some(r) = pick(&|r| {
-        r.scenario() == "cas-write" && size_is(r, 64 << 20) && chunk_is(r, 1 << 20)
-    })
-    .into_iter()
-    .min_by_key(|r| r.concurrency())
+    if let Some(r) =
+        pick(&|r| r.scenario() == "cas-write" && size_is(r, 64 << 20) && chunk_is(r, 1 << 20))
+            .into_iter()
+            .min_by_key(|r| r.concurrency())
     {
         let mb = r.f(&["mb_per_s"]);
         let want = 0.8 * write_bound;
