@@ -203,6 +203,7 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 cat >"$RESULTS/machine.json" <<EOF
 {
   "pinning": "$PINNING",
+  "cores": $(nproc),
   "loadavg_start": "$LOAD_START",
   "loadavg_end": "$LOAD_END",
   "server_bin": "$SERVER_BIN",

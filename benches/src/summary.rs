@@ -126,7 +126,9 @@ pub fn summarize(args: SummarizeArgs) -> Result<String, String> {
     line("|---|---|---|".into());
     line(format!(
         "| cores | {} | `nproc`; server and load generator share them ({}) |",
-        num(&limits, &["cores"]).unwrap_or(0.0),
+        num(&machine, &["cores"])
+            .or_else(|| num(&limits, &["cores"]))
+            .unwrap_or(0.0),
         machine["pinning"].as_str().unwrap_or("not pinned")
     ));
     line(format!(

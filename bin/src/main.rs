@@ -15,8 +15,8 @@ use reapi_executor::host::host_properties;
 use reapi_executor::{LocalExecutorConfig, LocalExecutorPool};
 use reapi_scheduler::{ExecutionServices, Scheduler, SchedulerConfig};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
 
 use config::{Flags, ServerConfig};
 
@@ -93,9 +93,12 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         "serving"
     );
 
+    // Without TCP_NODELAY small responses wait for delayed ACKs (~40 ms
+    // each), and `Server::tcp_nodelay` does not apply to our own listener.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_routes(routes.routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await
         .map_err(|e| format!("serving: {e}"))?;
     tracing::info!("stopped");
