@@ -21,6 +21,7 @@
 //! only inside tests, where a panic is the way to report a failure.
 
 pub mod bazel;
+pub mod checks;
 pub mod exec_log;
 pub mod outputs;
 pub mod seaweedfs;

@@ -10,73 +10,12 @@
 //! The tests are skipped when Bazel is not installed, except on CI
 //! (`CI=true`), where that is a failure.
 
-use reapi_e2e::bazel::{bazel_or_skip, Bazel, Output};
+use reapi_e2e::bazel::{bazel_or_skip, Bazel};
+use reapi_e2e::checks::{
+    args, assert_all_cache_hits, assert_cold_build, assert_no_remote_warnings, remote_flags,
+};
 use reapi_e2e::outputs::{assert_same, snapshot};
 use reapi_e2e::server::Server;
-use reapi_e2e::summary::{ProcessSummary, REMOTE_CACHE_HIT};
-
-/// Flags that make Bazel use `server` as its remote cache.
-fn remote_cache_flags(server: &Server) -> Vec<String> {
-    vec![
-        format!("--remote_cache={}", server.grpc_url()),
-        // Generous: CI machines can be slow, and a timeout would only turn a
-        // slow server into a confusing cache miss.
-        "--remote_timeout=60".to_string(),
-        // Plain, parseable output.
-        "--color=no".to_string(),
-        "--curses=no".to_string(),
-    ]
-}
-
-/// `command` with `flags` and then `extra` arguments.
-fn args<'a>(command: &'a str, flags: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![command];
-    args.extend(flags.iter().map(String::as_str));
-    args.extend_from_slice(extra);
-    args
-}
-
-/// Panics if Bazel warned about the remote cache: it treats failed uploads
-/// and downloads as warnings and carries on, which would hide server bugs.
-fn assert_no_remote_warnings(output: &Output) {
-    let warnings = output.remote_warnings();
-    assert!(
-        warnings.is_empty(),
-        "{} warned about the remote cache:\n{}\n{}",
-        output.command,
-        warnings.join("\n"),
-        output.dump()
-    );
-}
-
-/// Asserts that a build after `bazel clean` got every action from the cache:
-/// as many hits as the first build had non-internal actions, and nothing run.
-fn assert_all_cache_hits(first: &ProcessSummary, rebuild: &Output) {
-    let summary = rebuild.summary();
-    assert!(
-        summary.executed().is_empty() && summary.count(REMOTE_CACHE_HIT) == first.non_internal(),
-        "after bazel clean, every one of the {} actions of the first build ({first}) \
-         should be a remote cache hit, but the rebuild had: {summary}\n{}",
-        first.non_internal(),
-        rebuild.dump()
-    );
-}
-
-/// Asserts that the first build against an empty cache ran its actions.
-fn assert_cold_build(output: &Output) -> ProcessSummary {
-    let summary = output.summary();
-    assert_eq!(
-        summary.count(REMOTE_CACHE_HIT),
-        0,
-        "the first build against a fresh server had cache hits: {summary}"
-    );
-    assert!(
-        summary.non_internal() > 0,
-        "the first build ran no actions: {summary}"
-    );
-    assert_no_remote_warnings(output);
-    summary
-}
 
 /// Runs the sh_test again, not from the cache, so it checks the outputs the
 /// cache gave back; it must be the only action that runs.
@@ -106,7 +45,7 @@ fn clean_rebuild_is_served_from_the_remote_cache() {
     };
     let mut server = Server::start();
     let bazel = Bazel::new(bazel_path);
-    let flags = remote_cache_flags(&server);
+    let flags = remote_flags("--remote_cache", &server, 60);
 
     // `bazel test //...` builds every target and runs the sh_test.
     let first = bazel.run_ok(&args("test", &flags, &["//..."]));
@@ -140,7 +79,7 @@ fn remote_download_minimal_rebuild_is_served_from_the_remote_cache() {
     };
     let mut server = Server::start();
     let bazel = Bazel::new(bazel_path);
-    let mut flags = remote_cache_flags(&server);
+    let mut flags = remote_flags("--remote_cache", &server, 60);
     flags.push("--remote_download_minimal".to_string());
 
     let first = bazel.run_ok(&args("test", &flags, &["//..."]));

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use reapi_e2e::bazel::{bazel_or_skip, Bazel, Output};
+use reapi_e2e::checks::{args, assert_no_remote_warnings, remote_flags};
 use reapi_e2e::exec_log::{self, Spawn};
 use reapi_e2e::outputs;
 use reapi_e2e::server::Server;
@@ -40,27 +41,6 @@ const SALT_FLAGS: &[&str] = &[
     "--host_action_env=SALT=x",
     "--test_env=SALT=x",
 ];
-
-/// Flags that make Bazel execute its actions on `server`.
-fn remote_execution_flags(server: &Server) -> Vec<String> {
-    vec![
-        format!("--remote_executor={}", server.grpc_url()),
-        // Generous: CI machines can be slow, and a timeout would only turn a
-        // slow server into a confusing failure.
-        "--remote_timeout=60".to_string(),
-        // Plain, parseable output.
-        "--color=no".to_string(),
-        "--curses=no".to_string(),
-    ]
-}
-
-/// `command` with `flags` and then `extra` arguments.
-fn args<'a>(command: &'a str, flags: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![command];
-    args.extend(flags.iter().map(String::as_str));
-    args.extend_from_slice(extra);
-    args
-}
 
 /// Runs `bazel test FLAGS EXTRA //...`, which must succeed, with an execution
 /// log named `name` in the test's temporary directory; returns what Bazel
@@ -122,20 +102,6 @@ fn assert_all_executed_remotely(output: &Output, spawns: &[Spawn]) -> ProcessSum
     summary
 }
 
-/// Panics if Bazel warned about remote execution or caching: it treats
-/// failed uploads and downloads as warnings and carries on, which would hide
-/// server bugs.
-fn assert_no_remote_warnings(output: &Output) {
-    let warnings = output.remote_warnings();
-    assert!(
-        warnings.is_empty(),
-        "{} warned about remote execution:\n{}\n{}",
-        output.command,
-        warnings.join("\n"),
-        output.dump()
-    );
-}
-
 /// Asserts that the sh_test ran (was not taken from a cache), on the server,
 /// and passed, and that its log, fetched from the server, says so.
 fn assert_test_ran_remotely(bazel: &Bazel, output: &Output, spawns: &[Spawn]) {
@@ -180,7 +146,7 @@ fn build_executes_remotely_and_clean_rebuild_hits_the_cache() {
     };
     let mut server = Server::start();
     let bazel = Bazel::new(bazel_path);
-    let flags = remote_execution_flags(&server);
+    let flags = remote_flags("--remote_executor", &server, 60);
 
     let (first, spawns) = test_all(&bazel, &flags, &[], "first");
     let first_summary = assert_all_executed_remotely(&first, &spawns);
@@ -243,7 +209,7 @@ fn salted_rebuild_executes_remotely_again_without_the_bytes() {
     };
     let mut server = Server::start();
     let bazel = Bazel::new(bazel_path);
-    let flags = remote_execution_flags(&server);
+    let flags = remote_flags("--remote_executor", &server, 60);
 
     let (warm, warm_spawns) = test_all(&bazel, &flags, &[], "warm");
     assert_all_executed_remotely(&warm, &warm_spawns);
@@ -283,7 +249,7 @@ fn one_executor_queues_parallel_jobs() {
     };
     let mut server = Server::start_with_args(&["--executors", "1"]);
     let bazel = Bazel::new(bazel_path);
-    let flags = remote_execution_flags(&server);
+    let flags = remote_flags("--remote_executor", &server, 60);
     let log = server.log();
     assert!(
         log.contains("executors=1"),
@@ -314,7 +280,7 @@ fn unmatched_exec_property_fails_the_build() {
     };
     let mut server = Server::start();
     let bazel = Bazel::new(bazel_path);
-    let flags = remote_execution_flags(&server);
+    let flags = remote_flags("--remote_executor", &server, 60);
 
     let output = bazel.run(&args(
         "build",
@@ -363,7 +329,7 @@ fn matched_exec_property_builds() {
     };
     let mut server = Server::start();
     let bazel = Bazel::new(bazel_path);
-    let flags = remote_execution_flags(&server);
+    let flags = remote_flags("--remote_executor", &server, 60);
 
     let (output, spawns) = test_all(
         &bazel,

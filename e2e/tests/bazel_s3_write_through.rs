@@ -12,11 +12,12 @@
 
 use std::time::{Duration, Instant};
 
-use reapi_e2e::bazel::{bazel_or_skip, Bazel, Output};
+use reapi_e2e::bazel::{bazel_or_skip, Bazel};
+use reapi_e2e::checks::{args, assert_all_cache_hits, assert_cold_build, remote_flags};
 use reapi_e2e::outputs;
 use reapi_e2e::seaweedfs::{SeaweedFs, ACCESS_KEY, REGION, SECRET_KEY};
 use reapi_e2e::server::Server;
-use reapi_e2e::summary::{ProcessSummary, REMOTE_CACHE_HIT};
+use reapi_e2e::summary::REMOTE_CACHE_HIT;
 
 /// The bucket the server writes through to.
 const BUCKET: &str = "cache";
@@ -59,70 +60,12 @@ fn start_s3(test: &str) -> Option<SeaweedFs> {
     Some(s3)
 }
 
-/// Flags that make Bazel use `server` as its remote cache.
-fn remote_cache_flags(server: &Server, timeout_secs: u64) -> Vec<String> {
-    vec![
-        format!("--remote_cache={}", server.grpc_url()),
-        format!("--remote_timeout={timeout_secs}"),
-        "--color=no".to_string(),
-        "--curses=no".to_string(),
-    ]
-}
-
-/// `command` with `flags` and then `extra` arguments.
-fn args<'a>(command: &'a str, flags: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![command];
-    args.extend(flags.iter().map(String::as_str));
-    args.extend_from_slice(extra);
-    args
-}
-
 /// Salt flags: action keys no earlier build has used.
 fn salt(value: &str) -> Vec<String> {
     vec![
         format!("--action_env=SALT={value}"),
         format!("--host_action_env=SALT={value}"),
     ]
-}
-
-fn assert_no_remote_warnings(output: &Output) {
-    let warnings = output.remote_warnings();
-    assert!(
-        warnings.is_empty(),
-        "{} warned about the remote cache:\n{}\n{}",
-        output.command,
-        warnings.join("\n"),
-        output.dump()
-    );
-}
-
-/// The first build against an empty cache ran its actions.
-fn assert_cold_build(output: &Output) -> ProcessSummary {
-    let summary = output.summary();
-    assert_eq!(
-        summary.count(REMOTE_CACHE_HIT),
-        0,
-        "the first build against an empty cache had cache hits: {summary}"
-    );
-    assert!(
-        summary.non_internal() > 0,
-        "the first build ran no actions: {summary}"
-    );
-    assert_no_remote_warnings(output);
-    summary
-}
-
-/// A build after `bazel clean` got every action of `first` from the cache.
-fn assert_all_cache_hits(first: &ProcessSummary, rebuild: &Output) {
-    let summary = rebuild.summary();
-    assert!(
-        summary.executed().is_empty() && summary.count(REMOTE_CACHE_HIT) == first.non_internal(),
-        "after bazel clean, every one of the {} actions of the first build ({first}) \
-         should be a remote cache hit, but the rebuild had: {summary}\n{}",
-        first.non_internal(),
-        rebuild.dump()
-    );
-    assert_no_remote_warnings(rebuild);
 }
 
 /// Build, stop the server, delete its data directory, start a new server on
@@ -140,7 +83,7 @@ fn wiping_the_data_directory_loses_nothing() {
     let bazel = Bazel::new(bazel_path);
 
     let mut server = start_server(&s3);
-    let flags = remote_cache_flags(&server, 60);
+    let flags = remote_flags("--remote_cache", &server, 60);
     let first = bazel.run_ok(&args("build", &flags, &["//..."]));
     let first_summary = assert_cold_build(&first);
     outputs::check(&bazel.bin_dir());
@@ -157,7 +100,7 @@ fn wiping_the_data_directory_loses_nothing() {
 
     let mut server = start_server(&s3);
     assert_ne!(server.data_dir(), old_data_dir);
-    let flags = remote_cache_flags(&server, 60);
+    let flags = remote_flags("--remote_cache", &server, 60);
     bazel.run_ok(&["clean"]);
     let rebuild = bazel.run_ok(&args("build", &flags, &["//..."]));
     assert_all_cache_hits(&first_summary, &rebuild);
@@ -180,7 +123,7 @@ fn s3_outage_gives_errors_not_hangs() {
     };
     let bazel = Bazel::new(bazel_path);
     let mut server = start_server(&s3);
-    let flags = remote_cache_flags(&server, OUTAGE_REMOTE_TIMEOUT_SECS);
+    let flags = remote_flags("--remote_cache", &server, OUTAGE_REMOTE_TIMEOUT_SECS);
 
     s3.kill();
     let mut outage_flags = flags.clone();
