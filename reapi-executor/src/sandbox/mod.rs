@@ -10,5 +10,6 @@
 pub mod group;
 mod process;
 pub mod resolve;
+mod spawner;
 
 pub use process::ProcessSandbox;

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use reapi_core::{Error, ErrorExt, Result};
 
 use super::group::{exit_code, ProcessGroup};
 use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
+use super::spawner::CredentialThread;
 
 /// Runs commands as child processes, each leading its own process group.
 ///
@@ -31,6 +33,8 @@ use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
 pub struct ProcessSandbox {
     default_search_path: String,
     run_as: Option<(u32, u32)>,
+    /// Started on the first command that needs another user.
+    spawner: Arc<OnceLock<Result<Arc<CredentialThread>>>>,
 }
 
 impl Default for ProcessSandbox {
@@ -43,10 +47,7 @@ impl ProcessSandbox {
     /// A sandbox that looks bare program names up in
     /// [`DEFAULT_SEARCH_PATH`] when the action sets no `PATH`.
     pub fn new() -> Self {
-        ProcessSandbox {
-            default_search_path: DEFAULT_SEARCH_PATH.to_string(),
-            run_as: None,
-        }
+        ProcessSandbox::with_default_search_path(DEFAULT_SEARCH_PATH)
     }
 
     /// Uses `search_path` (colon-separated) instead of the default for
@@ -55,6 +56,7 @@ impl ProcessSandbox {
         ProcessSandbox {
             default_search_path: search_path.into(),
             run_as: None,
+            spawner: Arc::default(),
         }
     }
 
@@ -64,12 +66,35 @@ impl ProcessSandbox {
     /// whether inputs may be hardlinks to the store's files.
     pub fn running_as(mut self, uid: u32, gid: u32) -> Self {
         self.run_as = Some((uid, gid));
+        self.spawner = Arc::default();
         self
     }
 
     /// The `(uid, gid)` commands run as; `None` for the server's own.
     pub fn run_as(&self) -> Option<(u32, u32)> {
         self.run_as
+    }
+
+    /// The thread commands are spawned from, when they run as a user other
+    /// than the server's; `None` to spawn from the calling thread.
+    fn spawner(&self) -> Result<Option<Arc<CredentialThread>>> {
+        let Some((uid, gid)) = self.run_as else {
+            return Ok(None);
+        };
+        let (euid, egid) = crate::identity::server_identity();
+        if (uid, gid) == (euid, egid) {
+            return Ok(None);
+        }
+        if euid != 0 {
+            return Err(Error::failed_precondition(format!(
+                "commands are to run as uid {uid} gid {gid}, but the server (uid {euid}) \
+                 is not root and cannot switch to them"
+            )));
+        }
+        self.spawner
+            .get_or_init(|| CredentialThread::start(uid, gid).map(Arc::new))
+            .clone()
+            .map(Some)
     }
 }
 
@@ -78,12 +103,13 @@ impl Sandbox for ProcessSandbox {
     async fn run(&self, command: SandboxCommand) -> Result<SandboxOutcome> {
         let started = SystemTime::now();
         let search_path = self.default_search_path.clone();
-        let run_as = self.run_as;
+        let spawner = self.spawner()?;
         let timeout = command.timeout;
-        // Spawning touches the file system and forks: off the async
-        // threads. If this future is dropped meanwhile, the ProcessGroup the
-        // task returns is dropped with it, which kills the command.
-        let spawned = tokio::task::spawn_blocking(move || start(&command, &search_path, run_as))
+        // Spawning touches the file system and waits for exec: off the
+        // async threads. If this future is dropped meanwhile, the
+        // ProcessGroup the task returns is dropped with it, which kills the
+        // command.
+        let spawned = tokio::task::spawn_blocking(move || start(&command, &search_path, spawner))
             .await
             .map_err(|e| Error::internal(format!("starting the command: {e}")))??;
         let (group, mut exited) = match spawned {
@@ -136,17 +162,8 @@ enum Started {
 fn start(
     command: &SandboxCommand,
     search_path: &str,
-    run_as: Option<(u32, u32)>,
+    spawner: Option<Arc<CredentialThread>>,
 ) -> Result<Started> {
-    if let Some((uid, gid)) = run_as {
-        let (euid, egid) = crate::identity::server_identity();
-        if euid != 0 && (uid, gid) != (euid, egid) {
-            return Err(Error::failed_precondition(format!(
-                "commands are to run as uid {uid} gid {gid}, but the server (uid {euid}) \
-                 is not root and cannot switch to them"
-            )));
-        }
-    }
     let stdout = File::create(&command.stdout_path)
         .with_context(|| format!("creating {}", command.stdout_path.display()))?;
     let mut stderr = File::create(&command.stderr_path)
@@ -160,7 +177,7 @@ fn start(
         &command.working_directory,
         search_path,
     )
-    .and_then(|program| spawn(command, &program, run_as, stdout, &stderr));
+    .and_then(|program| spawn(command, &program, spawner.as_deref(), stdout, &stderr));
     match spawned {
         Ok(Ok(child)) => {
             let (group, exited) = ProcessGroup::watch(child)?;
@@ -187,7 +204,7 @@ const TEXT_BUSY_RETRIES: u32 = 5;
 fn spawn(
     command: &SandboxCommand,
     program: &Path,
-    run_as: Option<(u32, u32)>,
+    spawner: Option<&CredentialThread>,
     stdout: File,
     stderr: &File,
 ) -> Result<Result<Child>, NotRunnable> {
@@ -201,9 +218,16 @@ fn spawn(
             Ok(file) => file,
             Err(e) => return Ok(Err(Error::io("duplicating the stdout file", e))),
         };
-        let mut cmd = build(command, program, run_as);
+        let mut cmd = build(command, program);
         cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
-        match cmd.spawn() {
+        let spawned = match spawner {
+            Some(thread) => match thread.run(move || cmd.spawn()) {
+                Ok(spawned) => spawned,
+                Err(e) => return Ok(Err(e)),
+            },
+            None => cmd.spawn(),
+        };
+        match spawned {
             Ok(child) => return Ok(Ok(child)),
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES => {
                 attempt += 1;
@@ -214,7 +238,9 @@ fn spawn(
     }
 }
 
-fn build(command: &SandboxCommand, program: &Path, run_as: Option<(u32, u32)>) -> Command {
+/// The command, built so that std can start it with `posix_spawn` (no
+/// code between fork and exec; see [`super::spawner`]).
+fn build(command: &SandboxCommand, program: &Path) -> Command {
     // `program` may be relative to the working directory (`./tool`): on
     // Linux the child changes directory before it execs, so it is found
     // there, and a script's `$0` is what the client wrote. The tests hold
@@ -229,38 +255,7 @@ fn build(command: &SandboxCommand, program: &Path, run_as: Option<(u32, u32)>) -
         .current_dir(&command.working_directory)
         .stdin(Stdio::null())
         .process_group(0);
-    if let Some((uid, gid)) = run_as {
-        // SAFETY: `become_user` only makes async-signal-safe calls and
-        // allocates nothing, as code between fork and exec must.
-        unsafe {
-            cmd.pre_exec(move || become_user(uid, gid));
-        }
-    }
     cmd
-}
-
-/// In the child, before exec: drops supplementary groups, then sets the
-/// group, then the user (the order matters: after `setuid` the others are
-/// no longer allowed). std changes into the working directory before
-/// this runs, as the server's user; the pool makes the way to it
-/// searchable by the action's user anyway, since actions use absolute
-/// paths too.
-fn become_user(uid: u32, gid: u32) -> std::io::Result<()> {
-    // SAFETY: plain system calls; a null list with size 0 is valid for
-    // setgroups.
-    unsafe {
-        if uid != 0 && libc::geteuid() == uid && libc::getegid() == gid {
-            // Already that user (a server running actions as itself).
-            return Ok(());
-        }
-        if libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setgid(gid) != 0
-            || libc::setuid(uid) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 fn classify_spawn_error(program: &Path, e: std::io::Error) -> Result<Result<Child>, NotRunnable> {
