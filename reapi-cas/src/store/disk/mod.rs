@@ -53,6 +53,7 @@
 //!
 //! The empty blob is always present and never stored.
 
+mod content_file;
 mod evict;
 mod index;
 mod instances;

@@ -1,14 +1,18 @@
 //! Writing blobs: temp file, verify, sync, rename into place.
 //!
-//! A streamed write buffers chunks up to [`FLUSH_BYTES`] and hands each batch
-//! to the blocking pool, which hashes and writes it while the next batch
-//! arrives (one batch in flight). The temp file is created on the first
-//! flush, so a small blob costs one blocking-pool task in all. A writer
-//! dropped without commit removes its temp file.
+//! A streamed write buffers chunks up to [`FLUSH_BYTES`]. Each batch goes to
+//! a hashing task (which queues up to [`HASH_QUEUE`] batches, so the one
+//! strictly sequential step, SHA-256, never waits for the network) and to a
+//! blocking-pool task that writes it (one batch in flight), both running
+//! while the next batch arrives.
+//! Blobs of [`DIRECT_MIN_BYTES`] or more are written around the page cache
+//! ([`ContentFile`]). The temp file is created on the first flush, so a
+//! small blob costs one blocking-pool task in all. A writer dropped without
+//! commit removes its temp file.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File, Permissions};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,11 +22,19 @@ use reapi_core::blob_store::BlobWriter;
 use reapi_core::{Digest, DigestHasher, Error, ErrorExt, Result};
 use tokio::task::JoinHandle;
 
+use super::content_file::ContentFile;
 use super::index::{Inserted, Key};
 use super::{blocking, layout, Inner};
 
 /// Bytes buffered by a streamed write before they go to the file.
 const FLUSH_BYTES: usize = 1 << 20;
+
+/// Batches queued for hashing per write: bounds the memory of an upload
+/// whose hashing falls behind, at `HASH_QUEUE × FLUSH_BYTES`.
+const HASH_QUEUE: usize = 4;
+
+/// Streamed blobs at least this large bypass the page cache.
+const DIRECT_MIN_BYTES: u64 = 1 << 20;
 
 /// Mode of content files: read-only for everyone, as they are hardlinked
 /// into action input trees.
@@ -67,41 +79,59 @@ impl Drop for TempFile {
     }
 }
 
-/// The temp file (once created) and the hash of what was written to it.
-struct Sink {
-    file: Option<File>,
-    hasher: DigestHasher,
+/// The temp file, created on the first write.
+struct FileSink {
+    file: Option<ContentFile>,
+    direct: bool,
 }
 
-impl Sink {
+impl FileSink {
     fn write(&mut self, temp: &Path, digest: &Digest, chunks: &[Bytes]) -> Result<()> {
         let context = || format!("writing blob {digest} to {}", temp.display());
         let file = match &mut self.file {
             Some(file) => file,
             None => {
-                let file = create_temp(temp).with_context(context)?;
+                let file = create_temp(temp, self.direct).with_context(context)?;
                 self.file.insert(file)
             }
         };
         for chunk in chunks {
-            self.hasher.update(chunk);
-            file.write_all(chunk).with_context(context)?;
+            file.write(chunk).with_context(context)?;
         }
         Ok(())
     }
 }
 
+fn hash_chunks(mut hasher: DigestHasher, chunks: &[Bytes]) -> DigestHasher {
+    for chunk in chunks {
+        hasher.update(chunk);
+    }
+    hasher
+}
+
+/// A blocking-pool task hashing the batches it is sent, in order.
+struct HashPipeline {
+    batches: tokio::sync::mpsc::Sender<Arc<Vec<Bytes>>>,
+    hashed: JoinHandle<DigestHasher>,
+}
+
+impl HashPipeline {
+    fn start(mut hasher: DigestHasher) -> HashPipeline {
+        let (batches, mut receiver) = tokio::sync::mpsc::channel::<Arc<Vec<Bytes>>>(HASH_QUEUE);
+        let hashed = tokio::task::spawn_blocking(move || {
+            while let Some(batch) = receiver.blocking_recv() {
+                hasher = hash_chunks(hasher, &batch);
+            }
+            hasher
+        });
+        HashPipeline { batches, hashed }
+    }
+}
+
 /// Creates a temp file, read-only from the start (the open descriptor can
-/// still write).
-fn create_temp(path: &Path) -> io::Result<File> {
-    let open = || {
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(CONTENT_MODE)
-            .open(path)
-    };
-    match open() {
+/// still write), and its shard directory if needed.
+fn create_temp(path: &Path, direct: bool) -> io::Result<ContentFile> {
+    match ContentFile::create(path, CONTENT_MODE, direct) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
                 match fs::create_dir(dir) {
@@ -109,7 +139,7 @@ fn create_temp(path: &Path) -> io::Result<File> {
                     _ => {}
                 }
             }
-            open()
+            ContentFile::create(path, CONTENT_MODE, direct)
         }
         other => other,
     }
@@ -145,9 +175,9 @@ impl Inner {
         }
         let temp = TempFile::new(&self.tmp_dir, digest);
         let context = || format!("writing blob {digest} to {}", temp.path().display());
-        let mut file = create_temp(temp.path()).with_context(context)?;
-        file.write_all(data).with_context(context)?;
-        seal(&file, temp.path(), digest)?;
+        let mut file = create_temp(temp.path(), false).with_context(context)?;
+        file.write(data).with_context(context)?;
+        seal(file.finish().with_context(context)?, temp.path(), digest)?;
         drop(file);
         self.install(instance, digest, temp)
     }
@@ -220,9 +250,13 @@ pub(super) struct DiskWriter {
     buffered_len: usize,
     /// `None` for the empty blob, which is verified but not stored.
     temp: Option<Arc<TempFile>>,
-    /// Exactly one of `sink` and `in_flight` is set until a failure.
-    sink: Option<Sink>,
-    in_flight: Option<JoinHandle<(Sink, Result<()>)>>,
+    /// Exactly one of `hasher` and `hashing` is set: the hasher moves into
+    /// a pipeline on the first flush.
+    hasher: Option<DigestHasher>,
+    hashing: Option<HashPipeline>,
+    /// Exactly one of `sink` and `writing` is set until a failure.
+    sink: Option<FileSink>,
+    writing: Option<JoinHandle<(FileSink, Result<()>)>>,
     failed: Option<Error>,
 }
 
@@ -238,11 +272,13 @@ impl DiskWriter {
             buffered: Vec::new(),
             buffered_len: 0,
             temp,
-            sink: Some(Sink {
+            hasher: Some(DigestHasher::new()),
+            hashing: None,
+            sink: Some(FileSink {
                 file: None,
-                hasher: DigestHasher::new(),
+                direct: digest.size() >= DIRECT_MIN_BYTES,
             }),
-            in_flight: None,
+            writing: None,
             failed: None,
         }
     }
@@ -252,31 +288,64 @@ impl DiskWriter {
         err
     }
 
-    /// Waits for the batch in flight and takes the sink back.
-    async fn take_sink(&mut self) -> Result<Sink> {
-        if let Some(handle) = self.in_flight.take() {
-            let (sink, result) = handle.await.map_err(|e| {
-                Error::internal(format!("writing blob {}: task failed: {e}", self.digest))
-            })?;
+    fn task_failed(&self, e: tokio::task::JoinError) -> Error {
+        Error::internal(format!("writing blob {}: task failed: {e}", self.digest))
+    }
+
+    fn spent(&self) -> Error {
+        Error::internal(format!("writing blob {}: writer is spent", self.digest))
+    }
+
+    /// Waits for every batch to be hashed and takes the hasher back.
+    async fn take_hasher(&mut self) -> Result<DigestHasher> {
+        if let Some(HashPipeline { batches, hashed }) = self.hashing.take() {
+            drop(batches);
+            return hashed.await.map_err(|e| self.task_failed(e));
+        }
+        self.hasher.take().ok_or_else(|| self.spent())
+    }
+
+    /// Queues `batch` for hashing, waiting while the queue is full.
+    async fn hash(&mut self, batch: Arc<Vec<Bytes>>) -> Result<()> {
+        if self.hashing.is_none() {
+            let hasher = self.hasher.take().ok_or_else(|| self.spent())?;
+            self.hashing = Some(HashPipeline::start(hasher));
+        }
+        let Some(pipeline) = &self.hashing else {
+            return Err(self.spent());
+        };
+        if pipeline.batches.send(batch).await.is_err() {
+            // The task ended early: it panicked. Its error says why.
+            return match self.take_hasher().await {
+                Err(e) => Err(e),
+                Ok(_) => Err(self.spent()),
+            };
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch being written and takes the sink back.
+    async fn take_sink(&mut self) -> Result<FileSink> {
+        if let Some(handle) = self.writing.take() {
+            let (sink, result) = handle.await.map_err(|e| self.task_failed(e))?;
             result?;
             return Ok(sink);
         }
-        self.sink.take().ok_or_else(|| {
-            Error::internal(format!("writing blob {}: writer is spent", self.digest))
-        })
+        self.sink.take().ok_or_else(|| self.spent())
     }
 
-    /// Starts writing the buffered chunks.
+    /// Starts hashing and writing the buffered chunks.
     async fn flush(&mut self) -> Result<()> {
-        let mut sink = self.take_sink().await?;
-        let chunks = std::mem::take(&mut self.buffered);
+        let chunks = Arc::new(std::mem::take(&mut self.buffered));
         self.buffered_len = 0;
+        self.hash(Arc::clone(&chunks)).await?;
+        let mut sink = self.take_sink().await?;
         let Some(temp) = self.temp.clone() else {
             self.sink = Some(sink);
             return Ok(());
         };
         let digest = self.digest;
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+        self.writing = Some(tokio::task::spawn_blocking(move || {
             let result = sink.write(temp.path(), &digest, &chunks);
             (sink, result)
         }));
@@ -320,9 +389,11 @@ impl BlobWriter for DiskWriter {
             return Err(err);
         }
         let digest = self.digest;
-        // Wait for the batch in flight first, so that on any failure the
+        // Wait for the batches in flight first, so that on any failure the
         // temp file is gone when this returns.
+        let hasher = self.take_hasher().await;
         let mut sink = self.take_sink().await?;
+        let hasher = hasher?;
         if self.received != digest.size() {
             return Err(Error::invalid_argument(format!(
                 "blob {digest}: received {} bytes, the digest says {}",
@@ -333,20 +404,21 @@ impl BlobWriter for DiskWriter {
         let chunks = std::mem::take(&mut self.buffered);
         let Some(temp) = self.temp.take() else {
             // The empty blob: verify only.
-            return sink.hasher.verify(&digest);
+            return hasher.verify(&digest);
         };
         let inner = Arc::clone(&self.inner);
         let instance = std::mem::take(&mut self.instance);
         blocking(move || {
+            let hasher = hash_chunks(hasher, &chunks);
             sink.write(temp.path(), &digest, &chunks)?;
-            let Sink { file, hasher } = sink;
             hasher
                 .verify(&digest)
                 .with_context(|| format!("storing blob in instance {instance:?}"))?;
-            let file = file.ok_or_else(|| {
+            let mut file = sink.file.ok_or_else(|| {
                 Error::internal(format!("blob {digest}: no temp file was written"))
             })?;
-            seal(&file, temp.path(), &digest)?;
+            let context = || format!("writing blob {digest} to {}", temp.path().display());
+            seal(file.finish().with_context(context)?, temp.path(), &digest)?;
             drop(file);
             // Nothing else holds the temp file once the batches are done.
             let temp = Arc::try_unwrap(temp)
