@@ -174,6 +174,11 @@ impl ByteStream for ByteStreamService {
             .await?;
         let responses = chunks.flat_map(|chunk| {
             let items: Vec<Result<ReadResponse, Status>> = match chunk {
+                // A chunk that fits one message moves into it without a
+                // copy when the store handed over the only reference.
+                Ok(data) if data.len() <= MAX_READ_CHUNK => vec![Ok(ReadResponse {
+                    data: Vec::from(data),
+                })],
                 Ok(data) => (0..data.len())
                     .step_by(MAX_READ_CHUNK)
                     .map(|start| {
