@@ -15,11 +15,10 @@ use reapi_core::proto::remote_execution::{ExecuteRequest, ExecuteResponse, WaitE
 use reapi_core::{
     ActionCache, BlobStore, Digest, DigestFunction, ErrorExt, InstancePolicy, Result,
 };
-use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::action_loader::{check_inputs, effective_timeout, load_action};
-use crate::operation::{OperationState, Stage};
+use crate::operation::{OperationId, OperationState, OperationWatch, Stage};
 use crate::scheduler::{Scheduler, Submission};
 
 pub struct ExecutionService {
@@ -70,9 +69,8 @@ impl ExecutionService {
                     cached_result: true,
                     ..Default::default()
                 };
-                let name = format!("operations/{}", uuid::Uuid::new_v4());
                 return Ok(Started::Cached(Box::new(OperationState::completed(
-                    name,
+                    OperationId::random().to_string(),
                     action_digest,
                     response,
                 ))));
@@ -119,25 +117,25 @@ impl ExecutionService {
     /// Streams an operation's states until it is done; the last one carries
     /// the response, with outputs inlined as the client asked. A slow client
     /// skips intermediate states and sees the latest.
-    fn stream(&self, rx: watch::Receiver<OperationState>, inline: Inline) -> OperationStream {
+    fn stream(&self, watch: OperationWatch, inline: Inline) -> OperationStream {
         let cas = self.cas.clone();
-        let stream = futures::stream::unfold(Some((rx, true)), move |next| {
+        let stream = futures::stream::unfold(Some((watch, true)), move |next| {
             let cas = cas.clone();
             let inline = inline.clone();
             async move {
-                let (mut rx, first) = next?;
+                let (mut watch, first) = next?;
                 // A closed channel means the scheduler dropped the operation
                 // unfinished: end the stream; WaitExecution then answers
                 // NOT_FOUND and the client executes again.
-                if !first && rx.changed().await.is_err() {
+                if !first && watch.changed().await.is_err() {
                     return None;
                 }
-                let current = rx.borrow_and_update().clone();
+                let current = watch.latest();
                 if current.is_done() {
                     let done = inline_response(cas.as_ref(), &inline, current).await;
                     return Some((Ok(done.to_proto()), None));
                 }
-                Some((Ok(current.to_proto()), Some((rx, false))))
+                Some((Ok(current.to_proto()), Some((watch, false))))
             }
         });
         Box::pin(stream)
@@ -146,7 +144,7 @@ impl ExecutionService {
 
 enum Started {
     Cached(Box<OperationState>),
-    Queued(watch::Receiver<OperationState>),
+    Queued(OperationWatch),
 }
 
 async fn inline_response(
@@ -183,8 +181,8 @@ impl Execution for ExecutionService {
             stderr: req.inline_stderr,
             output_files: req.inline_output_files.clone(),
         };
-        let rx = match self.start(&req).await {
-            Ok(Started::Queued(rx)) => rx,
+        let watch = match self.start(&req).await {
+            Ok(Started::Queued(watch)) => watch,
             Ok(Started::Cached(done)) => {
                 let cache_check =
                     OperationState::new(done.name.clone(), done.action_digest, Stage::CacheCheck);
@@ -197,7 +195,7 @@ impl Execution for ExecutionService {
                 return Err(e.into());
             }
         };
-        Ok(Response::new(self.stream(rx, inline)))
+        Ok(Response::new(self.stream(watch, inline)))
     }
 
     type WaitExecutionStream = OperationStream;
@@ -207,11 +205,11 @@ impl Execution for ExecutionService {
         request: Request<WaitExecutionRequest>,
     ) -> Result<Response<OperationStream>, Status> {
         let name = request.into_inner().name;
-        let rx = self.scheduler.subscribe(&name).ok_or_else(|| {
+        let watch = self.scheduler.subscribe(&name).ok_or_else(|| {
             Status::not_found(format!(
                 "operation {name:?} is unknown; execute the action again"
             ))
         })?;
-        Ok(Response::new(self.stream(rx, Inline::default())))
+        Ok(Response::new(self.stream(watch, Inline::default())))
     }
 }

@@ -1,4 +1,8 @@
-//! An operation's state as clients see it, and its protocol form.
+//! An operation's state as clients see it, and its protocol form; the
+//! compact forms the scheduler keeps per operation (its id, its progress).
+
+use std::fmt;
+use std::sync::Arc;
 
 use reapi_core::proto::any;
 use reapi_core::proto::longrunning::{operation, Operation};
@@ -6,8 +10,126 @@ use reapi_core::proto::remote_execution::{
     digest_function, execution_stage, ExecuteOperationMetadata, ExecuteResponse,
 };
 use reapi_core::Digest;
+use tokio::sync::watch;
+use uuid::Uuid;
 
 pub use execution_stage::Value as Stage;
+
+const NAME_PREFIX: &str = "operations/";
+
+/// Identifies an operation named `operations/{uuid}`. The scheduler keeps
+/// the UUID (16 bytes, no allocation) in its maps and its queue, and spells
+/// the name out only for clients: a queued operation is referred to from
+/// several places, and a 47-byte string in each was a large part of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct OperationId(Uuid);
+
+impl OperationId {
+    pub(crate) fn random() -> Self {
+        OperationId(Uuid::new_v4())
+    }
+
+    /// The id of a name this server gives out. `None` for any other string,
+    /// other spellings of the same UUID included (upper case, no hyphens,
+    /// braces), so each operation answers to exactly one name.
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        let text = name.strip_prefix(NAME_PREFIX)?;
+        let uuid = Uuid::try_parse(text).ok()?;
+        let mut canonical = [0; uuid::fmt::Hyphenated::LENGTH];
+        (uuid.hyphenated().encode_lower(&mut canonical) == text).then_some(OperationId(uuid))
+    }
+}
+
+impl fmt::Display for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{NAME_PREFIX}{}", self.0.hyphenated())
+    }
+}
+
+/// What changes in an operation's life, as its watch channel carries it.
+/// The name and action digest never change, so they stay out: the channel
+/// exists per queued operation, and its value is kept small.
+#[derive(Clone, Debug)]
+pub(crate) enum Progress {
+    Queued,
+    Executing,
+    /// Shared by every watcher and the scheduler's finished operations.
+    Completed(Arc<ExecuteResponse>),
+}
+
+impl Progress {
+    fn is_done(&self) -> bool {
+        matches!(self, Progress::Completed(_))
+    }
+
+    /// The full state, for a client.
+    pub(crate) fn to_state(&self, id: OperationId, action_digest: Digest) -> OperationState {
+        let (stage, response) = match self {
+            Progress::Queued => (Stage::Queued, None),
+            Progress::Executing => (Stage::Executing, None),
+            Progress::Completed(response) => {
+                (Stage::Completed, Some(ExecuteResponse::clone(response)))
+            }
+        };
+        OperationState {
+            name: id.to_string(),
+            action_digest,
+            stage,
+            response,
+        }
+    }
+}
+
+/// One client's view of an operation: live while it runs, its final state
+/// once finished.
+pub struct OperationWatch {
+    id: OperationId,
+    action_digest: Digest,
+    progress: watch::Receiver<Progress>,
+}
+
+impl OperationWatch {
+    pub(crate) fn new(
+        id: OperationId,
+        action_digest: Digest,
+        progress: watch::Receiver<Progress>,
+    ) -> Self {
+        OperationWatch {
+            id,
+            action_digest,
+            progress,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// The current state; `changed` still reports it if not yet seen.
+    pub fn state(&self) -> OperationState {
+        // Cloned first: the channel stays locked only for an Arc clone.
+        let progress = self.progress.borrow().clone();
+        progress.to_state(self.id, self.action_digest)
+    }
+
+    /// The current state, marked seen.
+    pub fn latest(&mut self) -> OperationState {
+        let progress = self.progress.borrow_and_update().clone();
+        progress.to_state(self.id, self.action_digest)
+    }
+
+    /// Waits for a state not yet seen. An error means the scheduler dropped
+    /// the operation unfinished (it was shut down).
+    pub async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        self.progress.changed().await
+    }
+
+    /// Waits until the operation is done; errors as `changed` does.
+    pub async fn done(&mut self) -> Result<OperationState, watch::error::RecvError> {
+        let progress = self.progress.wait_for(Progress::is_done).await?.clone();
+        Ok(progress.to_state(self.id, self.action_digest))
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OperationState {
@@ -92,6 +214,45 @@ mod tests {
         );
         let meta = ExecuteOperationMetadata::decode(op.metadata.unwrap().value.as_slice()).unwrap();
         assert_eq!(meta.stage, Stage::Completed as i32);
+    }
+
+    #[test]
+    fn operation_names_round_trip_in_one_spelling_only() {
+        let id = OperationId::random();
+        let name = id.to_string();
+        assert_eq!(name.len(), NAME_PREFIX.len() + 36);
+        assert_eq!(OperationId::parse(&name), Some(id));
+        let uuid = &name[NAME_PREFIX.len()..];
+        for other in [
+            uuid.to_string(),
+            format!("operations/{}", uuid.to_uppercase()),
+            format!("operations/{}", uuid.replace('-', "")),
+            format!("operations/{{{uuid}}}"),
+            format!("operations/urn:uuid:{uuid}"),
+            format!("{name} "),
+            "operations/nope".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(OperationId::parse(&other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn progress_becomes_the_clients_state() {
+        let id = OperationId::random();
+        let d = Digest::of_bytes(b"action");
+        let queued = Progress::Queued.to_state(id, d);
+        assert_eq!(
+            queued,
+            OperationState::new(id.to_string(), d, Stage::Queued)
+        );
+        assert_eq!(Progress::Executing.to_state(id, d).stage, Stage::Executing);
+        let response = ExecuteResponse {
+            message: "done".into(),
+            ..Default::default()
+        };
+        let done = Progress::Completed(Arc::new(response.clone())).to_state(id, d);
+        assert_eq!(done, OperationState::completed(id.to_string(), d, response));
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl Operations for OperationsService {
         request: Request<WaitOperationRequest>,
     ) -> Result<Response<Operation>, Status> {
         let req = request.into_inner();
-        let mut rx = self
+        let mut watch = self
             .scheduler
             .subscribe(&req.name)
             .ok_or_else(|| Self::unknown(&req.name))?;
@@ -137,8 +137,8 @@ impl Operations for OperationsService {
             .as_ref()
             .and_then(time::duration)
             .unwrap_or(DEFAULT_WAIT);
-        let _ = tokio::time::timeout(wait, rx.wait_for(|op| op.is_done())).await;
-        let op = rx.borrow().to_proto();
+        let _ = tokio::time::timeout(wait, watch.done()).await;
+        let op = watch.state().to_proto();
         Ok(Response::new(op))
     }
 }

@@ -8,18 +8,18 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use reapi_core::execution::{ExecutionJob, ExecutionOutcome, ExecutorId};
 use reapi_core::platform::{Requirements, Reservation, ResourceLedger};
-use reapi_core::proto::remote_execution::ExecuteResponse;
+use reapi_core::proto::remote_execution::{Action, Command, ExecuteResponse};
 use reapi_core::{ActionCache, Digest, Error, ExecutorPool, Result};
 use tokio::sync::{watch, Notify};
 use tonic::Code;
 
 use crate::config::SchedulerConfig;
-use crate::operation::{OperationState, Stage};
+use crate::operation::{OperationId, OperationState, OperationWatch, Progress};
 use crate::queue::{PriorityQueue, Slot};
 
 /// Extra time past an action's own timeout before the scheduler gives up on
@@ -40,6 +40,47 @@ pub struct Submission {
 /// digest function, so it is implied).
 type ActionKey = (String, Digest);
 
+/// What every operation of one action shares: the decoded Action and
+/// Command and what follows from them. Operations of the same action are
+/// common (`do_not_cache` ones are never merged), and the decoded messages
+/// were the largest part of a queued operation when each kept its own.
+struct SharedAction {
+    instance_name: String,
+    action_digest: Digest,
+    action: Action,
+    command: Command,
+    /// Already capped by the server's maximum.
+    timeout: Duration,
+    requirements: Requirements,
+}
+
+impl SharedAction {
+    fn key(&self) -> ActionKey {
+        (self.instance_name.clone(), self.action_digest)
+    }
+
+    /// The job for one run of the action (the pool takes it by value).
+    fn job(&self, queued_at: SystemTime) -> ExecutionJob {
+        ExecutionJob {
+            instance_name: self.instance_name.clone(),
+            action_digest: self.action_digest,
+            action: self.action.clone(),
+            command: self.command.clone(),
+            timeout: self.timeout,
+            queued_at,
+        }
+    }
+}
+
+/// An action with operations queued or running.
+struct ActionEntry {
+    action: Arc<SharedAction>,
+    /// Its operations queued or running; the entry goes with the last one.
+    operations: usize,
+    /// The cacheable operation that identical cacheable submissions join.
+    joinable: Option<OperationId>,
+}
+
 enum Phase {
     Queued(Slot),
     Running {
@@ -49,25 +90,90 @@ enum Phase {
     },
 }
 
-struct ActiveAction {
-    job: Arc<ExecutionJob>,
-    requirements: Requirements,
+struct ActiveOperation {
+    action: Arc<SharedAction>,
+    queued_at: SystemTime,
     priority: i32,
-    dedup_key: Option<ActionKey>,
+    /// Not `do_not_cache`: its result is cached, and identical submissions
+    /// join it.
+    cacheable: bool,
     attempts: u32,
     phase: Phase,
-    state: watch::Sender<OperationState>,
+    progress: watch::Sender<Progress>,
+}
+
+impl ActiveOperation {
+    fn watch(&self, id: OperationId) -> OperationWatch {
+        OperationWatch::new(id, self.action.action_digest, self.progress.subscribe())
+    }
+}
+
+struct CompletedOperation {
+    action_digest: Digest,
+    response: Arc<ExecuteResponse>,
+}
+
+impl CompletedOperation {
+    fn progress(&self) -> Progress {
+        Progress::Completed(self.response.clone())
+    }
 }
 
 #[derive(Default)]
 struct State {
-    queue: PriorityQueue<String>,
-    active: HashMap<String, ActiveAction>,
-    by_action: HashMap<ActionKey, String>,
-    completed: HashMap<String, OperationState>,
-    completed_order: VecDeque<(Instant, String)>,
+    queue: PriorityQueue<OperationId>,
+    active: HashMap<OperationId, ActiveOperation>,
+    actions: HashMap<ActionKey, ActionEntry>,
+    completed: HashMap<OperationId, CompletedOperation>,
+    completed_order: VecDeque<(Instant, OperationId)>,
     busy: HashSet<ExecutorId>,
     ledgers: HashMap<String, ResourceLedger>,
+}
+
+impl State {
+    /// The shared form of a submitted action, counting one more operation
+    /// of it. The submission's own decoded messages are dropped when the
+    /// action is already known.
+    fn share_action(
+        &mut self,
+        key: ActionKey,
+        job: ExecutionJob,
+        requirements: Requirements,
+        joinable: Option<OperationId>,
+    ) -> Arc<SharedAction> {
+        let entry = self.actions.entry(key).or_insert_with(|| ActionEntry {
+            action: Arc::new(SharedAction {
+                instance_name: job.instance_name,
+                action_digest: job.action_digest,
+                action: job.action,
+                command: job.command,
+                timeout: job.timeout,
+                requirements,
+            }),
+            operations: 0,
+            joinable: None,
+        });
+        entry.operations += 1;
+        if joinable.is_some() {
+            entry.joinable = joinable;
+        }
+        entry.action.clone()
+    }
+
+    /// Counts one operation of `action` fewer, once it has ended.
+    fn release_action(&mut self, action: &SharedAction, id: OperationId) {
+        let key = action.key();
+        let Some(entry) = self.actions.get_mut(&key) else {
+            return;
+        };
+        if entry.joinable == Some(id) {
+            entry.joinable = None;
+        }
+        entry.operations -= 1;
+        if entry.operations == 0 {
+            self.actions.remove(&key);
+        }
+    }
 }
 
 pub struct Scheduler {
@@ -128,69 +234,64 @@ impl Scheduler {
     }
 
     /// Queues an action, or joins an identical one already in flight.
-    /// Returns a receiver of the operation's state.
-    pub fn submit(&self, submission: Submission) -> watch::Receiver<OperationState> {
+    /// Returns a watch of the operation's state.
+    pub fn submit(&self, submission: Submission) -> OperationWatch {
         let Submission {
             job,
             requirements,
             priority,
             do_not_cache,
         } = submission;
+        let cacheable = !do_not_cache;
         let key = (job.instance_name.clone(), job.action_digest);
         let mut state = self.state.lock();
-        if !do_not_cache {
-            if let Some(active) = state
-                .by_action
-                .get(&key)
-                .and_then(|name| state.active.get(name))
-            {
+        let joinable = state.actions.get(&key).and_then(|entry| entry.joinable);
+        if let Some(id) = joinable.filter(|_| cacheable) {
+            if let Some(active) = state.active.get(&id) {
                 tracing::debug!(action = %key.1, "joining identical in-flight action");
-                return active.state.subscribe();
+                return active.watch(id);
             }
         }
-        let name = format!("operations/{}", uuid::Uuid::new_v4());
-        let (tx, rx) = watch::channel(OperationState::new(
-            name.clone(),
-            job.action_digest,
-            Stage::Queued,
-        ));
+        let id = OperationId::random();
+        let queued_at = job.queued_at;
+        let action = state.share_action(key, job, requirements, cacheable.then_some(id));
         let priority = priority.clamp(self.config.priority_range.0, self.config.priority_range.1);
-        let slot = state.queue.push(priority, name.clone());
-        let dedup_key = (!do_not_cache).then_some(key);
-        if let Some(key) = &dedup_key {
-            state.by_action.insert(key.clone(), name.clone());
-        }
+        let slot = state.queue.push(priority, id);
+        let (progress, rx) = watch::channel(Progress::Queued);
+        let watch = OperationWatch::new(id, action.action_digest, rx);
         state.active.insert(
-            name,
-            ActiveAction {
-                job: Arc::new(job),
-                requirements,
+            id,
+            ActiveOperation {
+                action,
+                queued_at,
                 priority,
-                dedup_key,
+                cacheable,
                 attempts: 0,
                 phase: Phase::Queued(slot),
-                state: tx,
+                progress,
             },
         );
         drop(state);
         self.wake.notify_one();
-        rx
+        watch
     }
 
-    /// A receiver of an operation's state: live while it runs, the final
-    /// state once finished. `None` for an unknown (or forgotten) name.
-    pub fn subscribe(&self, name: &str) -> Option<watch::Receiver<OperationState>> {
+    /// A watch of an operation's state: live while it runs, the final state
+    /// once finished. `None` for an unknown (or forgotten) name.
+    pub fn subscribe(&self, name: &str) -> Option<OperationWatch> {
+        let id = OperationId::parse(name)?;
         let mut state = self.state.lock();
         self.expire_completed(&mut state);
-        if let Some(active) = state.active.get(name) {
-            return Some(active.state.subscribe());
+        if let Some(active) = state.active.get(&id) {
+            return Some(active.watch(id));
         }
-        let done = state.completed.get(name)?.clone();
-        Some(watch::channel(done).1)
+        let done = state.completed.get(&id)?;
+        let (_, rx) = watch::channel(done.progress());
+        Some(OperationWatch::new(id, done.action_digest, rx))
     }
 
     pub fn get(&self, name: &str) -> Option<OperationState> {
-        self.subscribe(name).map(|rx| rx.borrow().clone())
+        self.subscribe(name).map(|watch| watch.state())
     }
 
     /// Every operation still known, running ones first.
@@ -199,11 +300,18 @@ impl Scheduler {
         self.expire_completed(&mut state);
         let mut ops: Vec<OperationState> = state
             .active
-            .values()
-            .map(|a| a.state.borrow().clone())
+            .iter()
+            .map(|(id, active)| {
+                let progress = active.progress.borrow().clone();
+                progress.to_state(*id, active.action.action_digest)
+            })
             .collect();
         ops.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut done: Vec<OperationState> = state.completed.values().cloned().collect();
+        let mut done: Vec<OperationState> = state
+            .completed
+            .iter()
+            .map(|(id, done)| done.progress().to_state(*id, done.action_digest))
+            .collect();
         done.sort_by(|a, b| a.name.cmp(&b.name));
         ops.extend(done);
         ops
@@ -216,12 +324,14 @@ impl Scheduler {
     /// Cancels a queued or running operation: it completes with CANCELLED
     /// for every client waiting on it, and a running action is killed.
     pub fn cancel(&self, name: &str) -> Result<()> {
+        let unknown = || Error::not_found(format!("operation {name:?} is unknown"));
+        let id = OperationId::parse(name).ok_or_else(unknown)?;
         let mut state = self.state.lock();
-        let Some(active) = state.active.remove(name) else {
-            return if state.completed.contains_key(name) {
+        let Some(active) = state.active.remove(&id) else {
+            return if state.completed.contains_key(&id) {
                 Ok(())
             } else {
-                Err(Error::not_found(format!("operation {name:?} is unknown")))
+                Err(unknown())
             };
         };
         match &active.phase {
@@ -238,7 +348,7 @@ impl Scheduler {
             ),
             ..Default::default()
         };
-        self.complete(&mut state, name.to_string(), active, response);
+        self.complete(&mut state, id, active, response);
         drop(state);
         self.wake.notify_one();
         Ok(())
@@ -261,32 +371,32 @@ impl Scheduler {
                 .entry(executor.worker.clone())
                 .or_insert_with(|| ResourceLedger::for_executor(&executor.properties))
                 .clone();
-            let mut chosen: Option<(Slot, String, Reservation)> = None;
-            for (slot, name) in state.queue.iter() {
-                let Some(active) = state.active.get(name) else {
+            let mut chosen: Option<(Slot, OperationId, Reservation)> = None;
+            for (slot, id) in state.queue.iter() {
+                let Some(active) = state.active.get(id) else {
                     continue;
                 };
-                if !executor.properties.satisfies(&active.requirements) {
+                let requirements = &active.action.requirements;
+                if !executor.properties.satisfies(requirements) {
                     continue;
                 }
-                if let Some(reservation) = ledger.try_reserve(&active.requirements) {
-                    chosen = Some((slot, name.clone(), reservation));
+                if let Some(reservation) = ledger.try_reserve(requirements) {
+                    chosen = Some((slot, *id, reservation));
                     break;
                 }
             }
-            let Some((slot, name, reservation)) = chosen else {
+            let Some((slot, id, reservation)) = chosen else {
                 continue;
             };
             state.queue.remove(slot);
-            let Some(active) = state.active.get_mut(&name) else {
+            let Some(active) = state.active.get_mut(&id) else {
                 continue;
             };
             active.attempts += 1;
-            let job = (*active.job).clone();
+            let job = active.action.job(active.queued_at);
             let limit = job.timeout + EXECUTOR_GRACE;
             let scheduler = Arc::clone(self);
             let executor_id = executor.id.clone();
-            let task_name = name.clone();
             let cancel = Arc::new(Notify::new());
             let cancelled = cancel.clone();
             tokio::spawn(async move {
@@ -301,23 +411,28 @@ impl Scheduler {
                 // action): its resources are free before anyone is woken.
                 drop(reservation);
                 match outcome {
-                    Some(outcome) => scheduler.finish(&task_name, &executor_id, outcome).await,
+                    Some(outcome) => scheduler.finish(id, &executor_id, outcome).await,
                     None => scheduler.release(&executor_id),
                 }
             });
             active.phase = Phase::Running { cancel };
-            active.state.send_modify(|s| s.stage = Stage::Executing);
+            active.progress.send_replace(Progress::Executing);
             state.busy.insert(executor.id.clone());
         }
     }
 
     /// Records the end of one run: caches and publishes the result, or
     /// requeues after an executor loss.
-    async fn finish(&self, name: &str, executor: &ExecutorId, outcome: Result<ExecutionOutcome>) {
-        let (job, cacheable) = {
+    async fn finish(
+        &self,
+        id: OperationId,
+        executor: &ExecutorId,
+        outcome: Result<ExecutionOutcome>,
+    ) {
+        let (action, cacheable) = {
             let state = self.state.lock();
-            match state.active.get(name) {
-                Some(active) => (active.job.clone(), active.dedup_key.is_some()),
+            match state.active.get(&id) {
+                Some(active) => (active.action.clone(), active.cacheable),
                 None => {
                     // Cancelled while the run was finishing.
                     drop(state);
@@ -332,16 +447,20 @@ impl Scheduler {
                 if cacheable && succeeded {
                     if let Err(e) = self
                         .action_cache
-                        .put(&job.instance_name, &job.action_digest, &outcome.result)
+                        .put(
+                            &action.instance_name,
+                            &action.action_digest,
+                            &outcome.result,
+                        )
                         .await
                     {
-                        tracing::warn!(action = %job.action_digest, error = %e, "caching the action result failed");
+                        tracing::warn!(action = %action.action_digest, error = %e, "caching the action result failed");
                     }
                 }
                 let status = outcome.timed_out.then(|| {
                     Error::deadline_exceeded(format!(
                         "action {} exceeded its timeout of {:?}",
-                        job.action_digest, job.timeout
+                        action.action_digest, action.timeout
                     ))
                     .to_rpc_status()
                 });
@@ -354,18 +473,18 @@ impl Scheduler {
             Err(e) => {
                 let mut state = self.state.lock();
                 state.busy.remove(executor);
-                let Some(active) = state.active.get(name) else {
+                let Some(active) = state.active.get(&id) else {
                     drop(state);
                     self.wake.notify_one();
                     return;
                 };
                 let (attempts, priority) = (active.attempts, active.priority);
                 if e.code() == Code::Unavailable && attempts < self.config.max_attempts {
-                    tracing::warn!(operation = name, error = %e, attempt = attempts, "executor lost; requeueing");
-                    let slot = state.queue.push(priority, name.to_string());
-                    if let Some(active) = state.active.get_mut(name) {
+                    tracing::warn!(operation = %id, error = %e, attempt = attempts, "executor lost; requeueing");
+                    let slot = state.queue.push(priority, id);
+                    if let Some(active) = state.active.get_mut(&id) {
                         active.phase = Phase::Queued(slot);
-                        active.state.send_modify(|s| s.stage = Stage::Queued);
+                        active.progress.send_replace(Progress::Queued);
                     }
                     drop(state);
                     self.wake.notify_one();
@@ -384,8 +503,8 @@ impl Scheduler {
         };
         let mut state = self.state.lock();
         state.busy.remove(executor);
-        if let Some(active) = state.active.remove(name) {
-            self.complete(&mut state, name.to_string(), active, response);
+        if let Some(active) = state.active.remove(&id) {
+            self.complete(&mut state, id, active, response);
         }
         drop(state);
         self.wake.notify_one();
@@ -400,30 +519,29 @@ impl Scheduler {
     fn complete(
         &self,
         state: &mut State,
-        name: String,
-        active: ActiveAction,
+        id: OperationId,
+        active: ActiveOperation,
         response: ExecuteResponse,
     ) {
-        if let Some(key) = &active.dedup_key {
-            if state.by_action.get(key) == Some(&name) {
-                state.by_action.remove(key);
-            }
-        }
-        let done = OperationState::completed(name.clone(), active.job.action_digest, response);
-        active.state.send_replace(done.clone());
-        state.completed.insert(name.clone(), done);
-        state.completed_order.push_back((Instant::now(), name));
+        state.release_action(&active.action, id);
+        let done = CompletedOperation {
+            action_digest: active.action.action_digest,
+            response: Arc::new(response),
+        };
+        active.progress.send_replace(done.progress());
+        state.completed.insert(id, done);
+        state.completed_order.push_back((Instant::now(), id));
         self.expire_completed(state);
     }
 
     fn expire_completed(&self, state: &mut State) {
         let now = Instant::now();
-        while let Some((at, name)) = state.completed_order.front() {
+        while let Some((at, id)) = state.completed_order.front() {
             let expired = now.duration_since(*at) > self.config.completed_retention;
             if !expired && state.completed_order.len() <= self.config.max_completed {
                 break;
             }
-            state.completed.remove(name);
+            state.completed.remove(id);
             state.completed_order.pop_front();
         }
     }
@@ -435,6 +553,7 @@ mod tests {
     //! releases one by one (real executors are exercised in `tests/`).
 
     use super::*;
+    use crate::operation::Stage;
     use async_trait::async_trait;
     use reapi_cas::action_cache::MemoryActionCache;
     use reapi_core::execution::ExecutorInfo;
@@ -534,9 +653,8 @@ mod tests {
         })
     }
 
-    async fn finished(rx: &mut watch::Receiver<OperationState>) -> ExecuteResponse {
-        let state = rx.wait_for(|s| s.is_done()).await.unwrap().clone();
-        state.response.unwrap()
+    async fn finished(op: &mut OperationWatch) -> ExecuteResponse {
+        op.done().await.unwrap().response.unwrap()
     }
 
     #[tokio::test]
@@ -570,7 +688,7 @@ mod tests {
         let (scheduler, cache, mut started) = setup(2, SchedulerConfig::default());
         let mut one = scheduler.submit(submission("same", 0));
         let mut two = scheduler.submit(submission("same", 0));
-        assert_eq!(one.borrow().name, two.borrow().name);
+        assert_eq!(one.name(), two.name());
         let (_, release) = started.recv().await.unwrap();
         release.send(success(0)).unwrap();
         assert_eq!(finished(&mut one).await.result.unwrap().exit_code, 0);
@@ -588,7 +706,7 @@ mod tests {
         let mut sub = submission("private", 0);
         sub.do_not_cache = true;
         let mut two = scheduler.submit(sub);
-        assert_ne!(one.borrow().name, two.borrow().name);
+        assert_ne!(one.name(), two.name());
         for _ in 0..2 {
             let (_, release) = started.recv().await.unwrap();
             release.send(success(0)).unwrap();
@@ -596,6 +714,44 @@ mod tests {
         finished(&mut one).await;
         finished(&mut two).await;
         assert!(cache.lookup("", &Digest::of_bytes(b"private")).is_none());
+    }
+
+    #[tokio::test]
+    async fn identical_submissions_share_one_decoded_action() {
+        let (scheduler, _, mut started) = setup(1, SchedulerConfig::default());
+        let mut blocker = scheduler.submit(submission("blocker", 0));
+        let (_, release_blocker) = started.recv().await.unwrap();
+        let private = || Submission {
+            do_not_cache: true,
+            ..submission("private", 0)
+        };
+        let mut copies = [scheduler.submit(private()), scheduler.submit(private())];
+        let third = scheduler.submit(private());
+        {
+            let state = scheduler.state.lock();
+            let shared: Vec<&Arc<SharedAction>> = state
+                .active
+                .values()
+                .map(|op| &op.action)
+                .filter(|action| action.action_digest == Digest::of_bytes(b"private"))
+                .collect();
+            assert_eq!(shared.len(), 3);
+            assert!(shared.iter().all(|action| Arc::ptr_eq(action, shared[0])));
+            assert_eq!(state.actions.len(), 2, "blocker and one shared action");
+        }
+        scheduler.cancel(&third.name()).unwrap();
+        release_blocker.send(success(0)).unwrap();
+        finished(&mut blocker).await;
+        for copy in &mut copies {
+            let (digest, release) = started.recv().await.unwrap();
+            assert_eq!(digest, Digest::of_bytes(b"private"));
+            release.send(success(0)).unwrap();
+            finished(copy).await;
+        }
+        assert!(
+            scheduler.state.lock().actions.is_empty(),
+            "an action outlived its operations"
+        );
     }
 
     #[tokio::test]
@@ -621,7 +777,7 @@ mod tests {
             .send(Err(Error::unavailable("worker died")))
             .unwrap();
         let (_, release) = started.recv().await.unwrap();
-        assert_eq!(op.borrow().stage, Stage::Executing);
+        assert_eq!(op.state().stage, Stage::Executing);
         release
             .send(Err(Error::unavailable("worker died again")))
             .unwrap();
@@ -637,13 +793,13 @@ mod tests {
         let mut running = scheduler.submit(submission("running", 0));
         let (_, _release) = started.recv().await.unwrap();
         let mut queued = scheduler.submit(submission("queued", 0));
-        let queued_name = queued.borrow().name.clone();
+        let queued_name = queued.name();
         scheduler.cancel(&queued_name).unwrap();
         assert_eq!(
             finished(&mut queued).await.status.unwrap().code,
             Code::Cancelled as i32
         );
-        let running_name = running.borrow().name.clone();
+        let running_name = running.name();
         scheduler.cancel(&running_name).unwrap();
         assert_eq!(
             finished(&mut running).await.status.unwrap().code,
@@ -668,7 +824,7 @@ mod tests {
             let blocker = scheduler.submit(submission(&format!("blocker {round}"), 0));
             let (_, _release) = started.recv().await.unwrap();
             let mut next = scheduler.submit(submission(&format!("next {round}"), 0));
-            let name = blocker.borrow().name.clone();
+            let name = blocker.name();
             scheduler.cancel(&name).unwrap();
             let (digest, release) = started.recv().await.unwrap();
             assert_eq!(digest, Digest::of_bytes(format!("next {round}").as_bytes()));
@@ -690,7 +846,7 @@ mod tests {
         };
         let (scheduler, _, mut started) = setup(1, config);
         let mut first = scheduler.submit(submission("first", 0));
-        let name = first.borrow().name.clone();
+        let name = first.name();
         started.recv().await.unwrap().1.send(success(0)).unwrap();
         finished(&mut first).await;
         assert!(scheduler.get(&name).unwrap().is_done());
