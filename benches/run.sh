@@ -92,8 +92,11 @@ DD_FILE="$RUN_DIR/dd-test"
 DISK_WRITE_MB_S=$(timeout 120 dd if=/dev/zero of="$DD_FILE" bs=1M count=1024 conv=fdatasync 2>&1 | tail -1 | dd_rate)
 DISK_READ_MB_S=$(timeout 120 dd if="$DD_FILE" of=/dev/null bs=1M iflag=direct 2>&1 | tail -1 | dd_rate)
 rm -f "$DD_FILE"
+# The disk store writes large blobs with O_DIRECT (docs/adr/0005).
+DISK_WRITE_DIRECT_MB_S=$(timeout 120 dd if=/dev/zero of="$DD_FILE" bs=1M count=1024 oflag=direct conv=fdatasync 2>&1 | tail -1 | dd_rate)
+rm -f "$DD_FILE"
 timeout 120 "${CLIENT_CPU[@]}" "$BENCH_BIN" limits --dir "$RUN_DIR" --each 2s --json "$RESULTS/limits.json" >/dev/null
-echo "SHA-256 (openssl): $SHA_MB_S MB/s; disk write $DISK_WRITE_MB_S MB/s, read $DISK_READ_MB_S MB/s" >&2
+echo "SHA-256 (openssl): $SHA_MB_S MB/s; disk write $DISK_WRITE_MB_S MB/s ($DISK_WRITE_DIRECT_MB_S MB/s O_DIRECT), read $DISK_READ_MB_S MB/s" >&2
 
 INDEX_ALLOC=null
 INDEX_RSS=null
@@ -174,9 +177,9 @@ bench find-missing-10k-c1 find-missing --digests 10000 --present-fraction 0.5 --
 bench find-missing-10k-c4 find-missing --digests 10000 --present-fraction 0.5 --concurrency 4 "${D[@]}"
 bench ac-c64 ac --concurrency 64 "${D[@]}"
 bench ac-hit-c1 ac --ops hit --concurrency 1 "${D[@]}"
-bench execute-unique-c1 execute --mode unique --concurrency 1 --pool 3000 "${D[@]}"
-bench execute-unique-c8 execute --mode unique --concurrency 8 --pool 4000 "${D[@]}"
-bench execute-cat-unique-c8 execute --mode unique --command cat --concurrency 8 --pool 4000 "${D[@]}"
+bench execute-unique-c1 execute --mode unique --concurrency 1 --pool 5000 "${D[@]}"
+bench execute-unique-c8 execute --mode unique --concurrency 8 --pool 10000 "${D[@]}"
+bench execute-cat-unique-c8 execute --mode unique --command cat --concurrency 8 --pool 10000 "${D[@]}"
 bench execute-uncached-c8 execute --mode uncached --concurrency 8 "${D[@]}"
 bench execute-identical-c8 execute --mode identical --concurrency 8 "${D[@]}"
 
@@ -209,6 +212,7 @@ cat >"$RESULTS/machine.json" <<EOF
   "server_bin": "$SERVER_BIN",
   "sha256_openssl_mb_s": ${SHA_MB_S:-0},
   "disk_write_mb_s": ${DISK_WRITE_MB_S:-0},
+  "disk_write_direct_mb_s": ${DISK_WRITE_DIRECT_MB_S:-0},
   "disk_read_mb_s": ${DISK_READ_MB_S:-0},
   "index_test_bytes_per_blob_alloc": $INDEX_ALLOC,
   "index_test_bytes_per_blob_rss": $INDEX_RSS,
