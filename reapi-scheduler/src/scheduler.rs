@@ -443,6 +443,9 @@ impl Scheduler {
         };
         let response = match outcome {
             Ok(outcome) => {
+                // The run is over: the executor takes the next action while
+                // this result is written to the cache (a synced write).
+                self.release(executor);
                 let succeeded = outcome.result.exit_code == 0 && !outcome.timed_out;
                 if cacheable && succeeded {
                     if let Err(e) = self
@@ -501,8 +504,9 @@ impl Scheduler {
                 }
             }
         };
+        // Both branches above have freed the executor already; it may be
+        // running another action by now.
         let mut state = self.state.lock();
-        state.busy.remove(executor);
         if let Some(active) = state.active.remove(&id) {
             self.complete(&mut state, id, active, response);
         }
@@ -681,6 +685,69 @@ mod tests {
             .map(|t| Digest::of_bytes(t.as_bytes()))
             .collect();
         assert_eq!(order, expected);
+    }
+
+    /// An action cache whose writes wait until the test opens the gate.
+    struct GatedCache {
+        inner: MemoryActionCache,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl ActionCache for GatedCache {
+        async fn get(&self, instance: &str, digest: &Digest) -> Result<Option<ActionResult>> {
+            self.inner.get(instance, digest).await
+        }
+
+        async fn put(&self, instance: &str, digest: &Digest, result: &ActionResult) -> Result<()> {
+            let _permit = self.gate.acquire().await;
+            self.inner.put(instance, digest, result).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_executor_takes_the_next_action_while_a_result_is_cached() {
+        let properties = ExecutorProperties::from_pairs(["OSFamily=linux"]).unwrap();
+        let (tx, mut started) = mpsc::unbounded_channel();
+        let pool = ScriptedPool {
+            executors: vec![ExecutorInfo {
+                id: ExecutorId("test/0".into()),
+                worker: "test".into(),
+                properties,
+            }],
+            started: tx,
+            busy: Default::default(),
+        };
+        let cache = Arc::new(GatedCache {
+            inner: MemoryActionCache::new(1 << 20),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let scheduler = Scheduler::start(Arc::new(pool), cache.clone(), SchedulerConfig::default());
+        let mut first = scheduler.submit(submission("first", 0));
+        let mut second = scheduler.submit(submission("second", 0));
+        let (digest, release) = started.recv().await.unwrap();
+        assert_eq!(digest, Digest::of_bytes(b"first"));
+        release.send(success(0)).unwrap();
+        // The first result's cache write is held; the only executor runs the
+        // second action meanwhile, and is not handed out twice.
+        let (digest, release) = tokio::time::timeout(Duration::from_secs(10), started.recv())
+            .await
+            .expect("the executor stayed busy during the cache write")
+            .unwrap();
+        assert_eq!(digest, Digest::of_bytes(b"second"));
+        assert!(!first.state().is_done(), "published before it was cached");
+        release.send(success(0)).unwrap();
+        cache.gate.add_permits(2);
+        assert_eq!(finished(&mut first).await.result.unwrap().exit_code, 0);
+        assert_eq!(finished(&mut second).await.result.unwrap().exit_code, 0);
+        assert!(cache
+            .inner
+            .lookup("", &Digest::of_bytes(b"first"))
+            .is_some());
+        assert!(cache
+            .inner
+            .lookup("", &Digest::of_bytes(b"second"))
+            .is_some());
     }
 
     #[tokio::test]
