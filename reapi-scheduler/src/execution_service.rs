@@ -18,7 +18,7 @@ use reapi_core::{
 use tonic::{Request, Response, Status};
 
 use crate::action_loader::{check_inputs, effective_timeout, load_action};
-use crate::operation::{OperationId, OperationState, OperationWatch, Stage};
+use crate::operation::{OperationState, OperationWatch, Stage};
 use crate::scheduler::{Scheduler, Submission};
 
 pub struct ExecutionService {
@@ -69,8 +69,13 @@ impl ExecutionService {
                     cached_result: true,
                     ..Default::default()
                 };
+                // Registered, so that a client reconnecting with
+                // WaitExecution finds it rather than executing again.
+                let name = self
+                    .scheduler
+                    .record_finished(action_digest, response.clone());
                 return Ok(Started::Cached(Box::new(OperationState::completed(
-                    OperationId::random().to_string(),
+                    name,
                     action_digest,
                     response,
                 ))));

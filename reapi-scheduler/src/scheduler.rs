@@ -276,6 +276,24 @@ impl Scheduler {
         watch
     }
 
+    /// Registers an operation that finished without running (a cache hit
+    /// found by Execute), so that its name answers WaitExecution and
+    /// GetOperation like any other finished operation. Returns its name.
+    pub fn record_finished(&self, action_digest: Digest, response: ExecuteResponse) -> String {
+        let id = OperationId::random();
+        let mut state = self.state.lock();
+        state.completed.insert(
+            id,
+            CompletedOperation {
+                action_digest,
+                response: Arc::new(response),
+            },
+        );
+        state.completed_order.push_back((Instant::now(), id));
+        self.expire_completed(&mut state);
+        id.to_string()
+    }
+
     /// A watch of an operation's state: live while it runs, the final state
     /// once finished. `None` for an unknown (or forgotten) name.
     pub fn subscribe(&self, name: &str) -> Option<OperationWatch> {

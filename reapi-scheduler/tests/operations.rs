@@ -324,3 +324,36 @@ async fn finished_operations_expire_after_the_retention() {
     );
     assert!(!list_names(&mut ops).await.iter().any(|(n, _)| *n == name));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cache_hit_answers_wait_execution_and_get_operation() {
+    let server = Server::start().await;
+    let digest = server.upload_action(&sh("echo cached")).await;
+    server
+        .run_request(execute_request(&digest))
+        .await
+        .assert_ran_ok();
+    let hit = server.run_request(execute_request(&digest)).await;
+    assert!(hit.response.cached_result);
+    let name = hit.name().to_string();
+
+    // A client that lost the Execute stream reconnects by name.
+    let mut waiting = server
+        .exec()
+        .wait_execution(re::WaitExecutionRequest { name: name.clone() })
+        .await
+        .expect("WaitExecution of a cache hit")
+        .into_inner();
+    let again = Run::new(drain(&mut waiting).await.expect("stream"));
+    assert_eq!(again.name(), name);
+    assert!(again.response.cached_result);
+    assert_eq!(again.response.result, hit.response.result);
+
+    let mut ops = server.ops();
+    let op = get(&mut ops, &name)
+        .await
+        .expect("GetOperation of a cache hit");
+    assert!(op.done);
+    assert_eq!(metadata(&op).action_digest.as_ref(), Some(&digest));
+    assert!(list_names(&mut ops).await.contains(&(name, true)));
+}
