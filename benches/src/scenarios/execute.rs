@@ -191,6 +191,16 @@ async fn execute_to_end(
         .map_err(|s| format!("Execute stream: {}: {}", s.code(), s.message()))?
     {
         if op.done {
+            // Read on to the trailers, as gRPC clients do: dropping a stream
+            // early makes h2 reset it, and a connection that resets
+            // thousands of streams ends with GOAWAY (ENHANCE_YOUR_CALM).
+            if let Some(extra) = stream
+                .message()
+                .await
+                .map_err(|s| format!("Execute stream end: {}: {}", s.code(), s.message()))?
+            {
+                return Err(format!("message after the final operation: {}", extra.name));
+            }
             return decode_done(op);
         }
     }
