@@ -307,6 +307,66 @@ async fn write_rejects_malformed_names_and_compression() {
     }
 }
 
+/// One message longer than the server decodes is refused by the transport
+/// with OUT_OF_RANGE, and the blob is not stored; the same blob in smaller
+/// messages is then accepted. A message above tonic's default limit (4 MiB)
+/// but within ours is accepted whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_of_a_message_over_the_limit_is_refused_and_stores_nothing() {
+    for setup in Setup::ALL {
+        let server = Server::start(setup).await;
+        let (mut bs, mut cas) = (server.bs(), server.cas());
+        let within = data(8 * MIB, 9);
+        let d = bs_upload(&mut bs, "", &within, within.len()).await;
+        assert!(is_present(&mut cas, "", &d).await, "{setup:?}");
+        let blob = data(reapi_cas::service::MAX_DECODING_MESSAGE_SIZE + KIB, 7);
+        let d = dig(&blob);
+        let name = write_name("", &d);
+        let result = write(&mut bs, vec![one_message(&name, 0, &blob, true)]).await;
+        assert_code(result, Code::OutOfRange, "a message over the limit");
+        assert!(!is_present(&mut cas, "", &d).await, "{setup:?}");
+        bs_upload(&mut bs, "", &blob, MIB).await;
+        assert_eq!(read_blob(&mut bs, "", &d).await.unwrap(), blob, "{setup:?}");
+        server.stop().await;
+    }
+}
+
+/// Embedders may serve the generated `ByteStreamServer` directly; its Write
+/// (the generated message type) must behave like the served one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generated_server_writes_through_the_same_service() {
+    use reapi_cas::service::ByteStreamService;
+    use reapi_cas::store::MemoryStore;
+    use reapi_core::proto::bytestream::byte_stream_server::ByteStreamServer;
+
+    let store: std::sync::Arc<dyn reapi_core::BlobStore> =
+        std::sync::Arc::new(MemoryStore::new(64 * MIB as u64));
+    let service = ByteStreamService::new(store.clone(), reapi_core::InstancePolicy::Any);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ByteStreamServer::new(service))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut bs = reapi_core::proto::bytestream::byte_stream_client::ByteStreamClient::new(channel);
+    let blob = data(MIB + 5, 8);
+    let d = bs_upload(&mut bs, "", &blob, 16 * KIB).await;
+    assert_eq!(read_blob(&mut bs, "", &d).await.unwrap(), blob);
+    let wrong = one_message(&write_name("", &hello()), 0, b"hellO", true);
+    assert_code(
+        write(&mut bs, vec![wrong]).await,
+        Code::InvalidArgument,
+        "bad hash",
+    );
+    server.abort();
+}
+
 // ----------------------------------------- Interrupted and resumed writes ---
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,66 @@ pub use bazel_remote_apis::google::longrunning;
 pub use bazel_remote_apis::google::protobuf;
 pub use bazel_remote_apis::google::rpc;
 
+/// `google.bytestream.WriteRequest` with `data` as [`bytes::Bytes`].
+///
+/// Same fields and tags as the generated type, so the two are the same on
+/// the wire. Decoded from a gRPC frame, `data` is a view of the received
+/// buffer rather than a copy into a fresh `Vec`: at 1 MiB per message that
+/// copy (and the page faults of the new allocation) was a tenth of the
+/// server's CPU during a large upload.
+pub mod bytestream_bytes {
+    #[derive(Clone, PartialEq, ::prost::Message)]
+    pub struct WriteRequest {
+        #[prost(string, tag = "1")]
+        pub resource_name: ::prost::alloc::string::String,
+        #[prost(int64, tag = "2")]
+        pub write_offset: i64,
+        #[prost(bool, tag = "3")]
+        pub finish_write: bool,
+        #[prost(bytes = "bytes", tag = "10")]
+        pub data: ::prost::bytes::Bytes,
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use prost::Message;
+
+        use super::super::bytestream;
+        use super::WriteRequest;
+
+        #[test]
+        fn the_bytes_form_reads_and_writes_the_generated_wire_format() {
+            let generated = bytestream::WriteRequest {
+                resource_name: "main/uploads/u/blobs/ab/3".into(),
+                write_offset: 1 << 40,
+                finish_write: true,
+                data: vec![7, 0, 255],
+            };
+            let ours = WriteRequest::decode(generated.encode_to_vec().as_slice()).unwrap();
+            assert_eq!(ours.resource_name, generated.resource_name);
+            assert_eq!(ours.write_offset, generated.write_offset);
+            assert!(ours.finish_write);
+            assert_eq!(&ours.data[..], &generated.data[..]);
+            assert_eq!(ours.encode_to_vec(), generated.encode_to_vec());
+        }
+
+        #[test]
+        fn data_decoded_from_bytes_shares_the_buffer() {
+            let encoded = bytes::Bytes::from(
+                WriteRequest {
+                    data: vec![1u8; 4096].into(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            );
+            let decoded = WriteRequest::decode(encoded.clone()).unwrap();
+            let start = encoded.as_ptr() as usize;
+            let inside = decoded.data.as_ptr() as usize;
+            assert!(inside > start && inside < start + encoded.len());
+        }
+    }
+}
+
 /// `google.rpc` error-detail messages that the generated crate does not
 /// ship. Field numbers follow `google/rpc/error_details.proto`.
 pub mod error_details {

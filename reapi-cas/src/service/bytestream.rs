@@ -11,12 +11,53 @@ use reapi_core::proto::bytestream::{
     QueryWriteStatusRequest, QueryWriteStatusResponse, ReadRequest, ReadResponse, WriteRequest,
     WriteResponse,
 };
+use reapi_core::proto::bytestream_bytes;
 use reapi_core::resource_name::{ReadResource, WriteResource};
 use reapi_core::{BlobStore, BlobWriter, Error, ErrorExt, InstancePolicy, Result};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pending_uploads::{PendingUploads, UploadKey};
 use super::MAX_READ_CHUNK;
+
+/// One message of a Write stream, whichever type decoded it: the generated
+/// one (through [`ByteStream::write`]) or the one whose data is a view of the
+/// received frame (through [`super::ByteStreamRoutes`]).
+pub trait WriteMessage: Send + 'static {
+    fn resource_name(&self) -> &str;
+    fn write_offset(&self) -> i64;
+    fn finish_write(&self) -> bool;
+    fn into_data(self) -> Bytes;
+}
+
+impl WriteMessage for WriteRequest {
+    fn resource_name(&self) -> &str {
+        &self.resource_name
+    }
+    fn write_offset(&self) -> i64 {
+        self.write_offset
+    }
+    fn finish_write(&self) -> bool {
+        self.finish_write
+    }
+    fn into_data(self) -> Bytes {
+        Bytes::from(self.data)
+    }
+}
+
+impl WriteMessage for bytestream_bytes::WriteRequest {
+    fn resource_name(&self) -> &str {
+        &self.resource_name
+    }
+    fn write_offset(&self) -> i64 {
+        self.write_offset
+    }
+    fn finish_write(&self) -> bool {
+        self.finish_write
+    }
+    fn into_data(self) -> Bytes {
+        self.data
+    }
+}
 
 pub struct ByteStreamService {
     store: Arc<dyn BlobStore>,
@@ -71,13 +112,29 @@ impl ByteStreamService {
         }
     }
 
-    async fn write_stream(&self, mut stream: Streaming<WriteRequest>) -> Result<WriteResponse> {
+    /// Runs one Write stream to its end and answers it, logging a failure.
+    pub(crate) async fn write<M: WriteMessage>(
+        &self,
+        stream: Streaming<M>,
+    ) -> Result<Response<WriteResponse>, Status> {
+        let response = self.write_stream(stream).await.map_err(|e| {
+            tracing::debug!(error = %e, "ByteStream Write failed");
+            e
+        })?;
+        Ok(Response::new(response))
+    }
+
+    async fn write_stream<M: WriteMessage>(
+        &self,
+        mut stream: Streaming<M>,
+    ) -> Result<WriteResponse> {
         let first = stream
             .message()
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::invalid_argument("Write stream had no messages"))?;
-        let resource = WriteResource::parse(&first.resource_name)?;
+        let name = first.resource_name().to_owned();
+        let resource = WriteResource::parse(&name)?;
         self.instances.check(&resource.instance_name)?;
         if resource.compressor.is_some() {
             return Err(Error::new(
@@ -94,30 +151,30 @@ impl ByteStreamService {
         }
         let key = UploadKey::of(&resource);
         let mut writer = self
-            .start_upload(&resource, &key, first.write_offset)
+            .start_upload(&resource, &key, first.write_offset())
             .await?;
         let progress = self.pending.track(key.clone(), writer.committed_size());
-        let name = first.resource_name.clone();
         let mut message = first;
         loop {
-            if message.write_offset < 0 || message.write_offset as u64 != writer.committed_size() {
+            let offset = message.write_offset();
+            if offset < 0 || offset as u64 != writer.committed_size() {
                 let committed = writer.committed_size();
                 self.pending.park(key, writer);
                 return Err(Error::invalid_argument(format!(
-                    "write_offset {} but {committed} bytes were committed",
-                    message.write_offset
+                    "write_offset {offset} but {committed} bytes were committed"
                 )));
             }
             // Later messages may repeat the name or leave it empty.
-            if !message.resource_name.is_empty() && message.resource_name != name {
+            if !message.resource_name().is_empty() && message.resource_name() != name {
                 return Err(Error::invalid_argument(format!(
                     "resource_name changed within one Write stream to {:?}",
-                    message.resource_name
+                    message.resource_name()
                 )));
             }
-            writer.write(Bytes::from(message.data)).await?;
+            let finish = message.finish_write();
+            writer.write(message.into_data()).await?;
             progress.set_received(writer.committed_size());
-            if message.finish_write {
+            if finish {
                 writer
                     .commit()
                     .await
@@ -199,11 +256,7 @@ impl ByteStream for ByteStreamService {
         &self,
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<WriteResponse>, Status> {
-        let response = self.write_stream(request.into_inner()).await.map_err(|e| {
-            tracing::debug!(error = %e, "ByteStream Write failed");
-            e
-        })?;
-        Ok(Response::new(response))
+        ByteStreamService::write(self, request.into_inner()).await
     }
 
     async fn query_write_status(

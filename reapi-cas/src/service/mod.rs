@@ -3,6 +3,7 @@
 
 pub mod action_cache;
 pub mod bytestream;
+pub mod bytestream_routes;
 pub mod capabilities;
 pub mod cas;
 pub mod inline;
@@ -11,6 +12,7 @@ pub mod storage;
 
 pub use action_cache::ActionCacheService;
 pub use bytestream::ByteStreamService;
+pub use bytestream_routes::ByteStreamRoutes;
 pub use capabilities::{CapabilitiesService, ExecutionSupport};
 pub use cas::CasService;
 pub use storage::StorageServices;

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use reapi_core::proto::bytestream::byte_stream_server::ByteStreamServer;
 use reapi_core::proto::remote_execution::action_cache_server::ActionCacheServer;
 use reapi_core::proto::remote_execution::capabilities_server::CapabilitiesServer;
 use reapi_core::proto::remote_execution::content_addressable_storage_server::ContentAddressableStorageServer;
@@ -11,8 +10,8 @@ use reapi_core::{ActionCache, BlobStore, InstancePolicy};
 use tonic::service::RoutesBuilder;
 
 use super::{
-    ActionCacheService, ByteStreamService, CapabilitiesService, CasService, ExecutionSupport,
-    MAX_DECODING_MESSAGE_SIZE,
+    ActionCacheService, ByteStreamRoutes, ByteStreamService, CapabilitiesService, CasService,
+    ExecutionSupport, MAX_DECODING_MESSAGE_SIZE,
 };
 
 /// The storage side of a server: a blob store, an action cache and the
@@ -44,10 +43,10 @@ impl StorageServices {
             ContentAddressableStorageServer::new(CasService::new(store.clone(), instances.clone()))
                 .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
         );
-        routes.add_service(
-            ByteStreamServer::new(ByteStreamService::new(store.clone(), instances.clone()))
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
-        );
+        routes.add_service(ByteStreamRoutes::new(
+            ByteStreamService::new(store.clone(), instances.clone()),
+            MAX_DECODING_MESSAGE_SIZE,
+        ));
         routes.add_service(
             ActionCacheServer::new(ActionCacheService::new(action_cache, store, instances))
                 .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
