@@ -28,6 +28,18 @@ pub mod bytestream_bytes {
         pub data: ::prost::bytes::Bytes,
     }
 
+    /// The generated message as this one; `data` moves without a copy.
+    impl From<super::bytestream::WriteRequest> for WriteRequest {
+        fn from(request: super::bytestream::WriteRequest) -> Self {
+            WriteRequest {
+                resource_name: request.resource_name,
+                write_offset: request.write_offset,
+                finish_write: request.finish_write,
+                data: request.data.into(),
+            }
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use prost::Message;

@@ -281,16 +281,11 @@ impl Scheduler {
     /// GetOperation like any other finished operation. Returns its name.
     pub fn record_finished(&self, action_digest: Digest, response: ExecuteResponse) -> String {
         let id = OperationId::random();
-        let mut state = self.state.lock();
-        state.completed.insert(
-            id,
-            CompletedOperation {
-                action_digest,
-                response: Arc::new(response),
-            },
-        );
-        state.completed_order.push_back((Instant::now(), id));
-        self.expire_completed(&mut state);
+        let done = CompletedOperation {
+            action_digest,
+            response: Arc::new(response),
+        };
+        self.remember_completed(&mut self.state.lock(), id, done);
         id.to_string()
     }
 
@@ -551,6 +546,12 @@ impl Scheduler {
             response: Arc::new(response),
         };
         active.progress.send_replace(done.progress());
+        self.remember_completed(state, id, done);
+    }
+
+    /// Keeps a finished operation for GetOperation and WaitExecution, for
+    /// the configured retention.
+    fn remember_completed(&self, state: &mut State, id: OperationId, done: CompletedOperation) {
         state.completed.insert(id, done);
         state.completed_order.push_back((Instant::now(), id));
         self.expire_completed(state);

@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reapi_core::proto::bytestream::byte_stream_server::ByteStream;
 use reapi_core::proto::bytestream::{
@@ -18,46 +17,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::pending_uploads::{PendingUploads, UploadKey};
 use super::MAX_READ_CHUNK;
-
-/// One message of a Write stream, whichever type decoded it: the generated
-/// one (through [`ByteStream::write`]) or the one whose data is a view of the
-/// received frame (through [`super::ByteStreamRoutes`]).
-pub trait WriteMessage: Send + 'static {
-    fn resource_name(&self) -> &str;
-    fn write_offset(&self) -> i64;
-    fn finish_write(&self) -> bool;
-    fn into_data(self) -> Bytes;
-}
-
-impl WriteMessage for WriteRequest {
-    fn resource_name(&self) -> &str {
-        &self.resource_name
-    }
-    fn write_offset(&self) -> i64 {
-        self.write_offset
-    }
-    fn finish_write(&self) -> bool {
-        self.finish_write
-    }
-    fn into_data(self) -> Bytes {
-        Bytes::from(self.data)
-    }
-}
-
-impl WriteMessage for bytestream_bytes::WriteRequest {
-    fn resource_name(&self) -> &str {
-        &self.resource_name
-    }
-    fn write_offset(&self) -> i64 {
-        self.write_offset
-    }
-    fn finish_write(&self) -> bool {
-        self.finish_write
-    }
-    fn into_data(self) -> Bytes {
-        self.data
-    }
-}
 
 pub struct ByteStreamService {
     store: Arc<dyn BlobStore>,
@@ -113,10 +72,13 @@ impl ByteStreamService {
     }
 
     /// Runs one Write stream to its end and answers it, logging a failure.
-    pub(crate) async fn write<M: WriteMessage>(
-        &self,
-        stream: Streaming<M>,
-    ) -> Result<Response<WriteResponse>, Status> {
+    /// [`super::ByteStreamRoutes`] decodes the stream straight into
+    /// [`bytestream_bytes::WriteRequest`]; the generated server's messages
+    /// are converted (see [`ByteStream::write`]).
+    pub(crate) async fn write<S>(&self, stream: S) -> Result<Response<WriteResponse>, Status>
+    where
+        S: Stream<Item = Result<bytestream_bytes::WriteRequest, Status>> + Send + Unpin,
+    {
         let response = self.write_stream(stream).await.map_err(|e| {
             tracing::debug!(error = %e, "ByteStream Write failed");
             e
@@ -124,17 +86,17 @@ impl ByteStreamService {
         Ok(Response::new(response))
     }
 
-    async fn write_stream<M: WriteMessage>(
-        &self,
-        mut stream: Streaming<M>,
-    ) -> Result<WriteResponse> {
+    async fn write_stream<S>(&self, mut stream: S) -> Result<WriteResponse>
+    where
+        S: Stream<Item = Result<bytestream_bytes::WriteRequest, Status>> + Send + Unpin,
+    {
         let first = stream
-            .message()
+            .next()
             .await
+            .transpose()
             .map_err(Error::from)?
             .ok_or_else(|| Error::invalid_argument("Write stream had no messages"))?;
-        let name = first.resource_name().to_owned();
-        let resource = WriteResource::parse(&name)?;
+        let resource = WriteResource::parse(&first.resource_name)?;
         self.instances.check(&resource.instance_name)?;
         if resource.compressor.is_some() {
             return Err(Error::new(
@@ -151,45 +113,45 @@ impl ByteStreamService {
         }
         let key = UploadKey::of(&resource);
         let mut writer = self
-            .start_upload(&resource, &key, first.write_offset())
+            .start_upload(&resource, &key, first.write_offset)
             .await?;
         let progress = self.pending.track(key.clone(), writer.committed_size());
+        let name = first.resource_name.clone();
         let mut message = first;
         loop {
-            let offset = message.write_offset();
-            if offset < 0 || offset as u64 != writer.committed_size() {
+            if message.write_offset < 0 || message.write_offset as u64 != writer.committed_size() {
                 let committed = writer.committed_size();
                 self.pending.park(key, writer);
                 return Err(Error::invalid_argument(format!(
-                    "write_offset {offset} but {committed} bytes were committed"
+                    "write_offset {} but {committed} bytes were committed",
+                    message.write_offset
                 )));
             }
             // Later messages may repeat the name or leave it empty.
-            if !message.resource_name().is_empty() && message.resource_name() != name {
+            if !message.resource_name.is_empty() && message.resource_name != name {
                 return Err(Error::invalid_argument(format!(
                     "resource_name changed within one Write stream to {:?}",
-                    message.resource_name()
+                    message.resource_name
                 )));
             }
-            let finish = message.finish_write();
-            writer.write(message.into_data()).await?;
+            writer.write(message.data).await?;
             progress.set_received(writer.committed_size());
-            if finish {
+            if message.finish_write {
                 writer
                     .commit()
                     .await
                     .with_context(|| format!("upload of {digest}"))?;
                 return Ok(done);
             }
-            message = match stream.message().await {
-                Ok(Some(next)) => next,
-                Ok(None) => {
+            message = match stream.next().await {
+                Some(Ok(next)) => next,
+                None => {
                     self.pending.park(key, writer);
                     return Err(Error::invalid_argument(format!(
                         "Write stream for {digest} ended before finish_write"
                     )));
                 }
-                Err(status) => {
+                Some(Err(status)) => {
                     self.pending.park(key, writer);
                     return Err(Error::from(status).context(format!("Write stream for {digest}")));
                 }
@@ -256,7 +218,8 @@ impl ByteStream for ByteStreamService {
         &self,
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<WriteResponse>, Status> {
-        ByteStreamService::write(self, request.into_inner()).await
+        let stream = request.into_inner().map(|message| message.map(Into::into));
+        ByteStreamService::write(self, stream).await
     }
 
     async fn query_write_status(
