@@ -132,6 +132,49 @@ impl StorageConfig {
     }
 }
 
+/// A worker's storage: its disk store, in front of the cluster's CAS.
+pub struct WorkerStorage {
+    pub disk: Arc<DiskStore>,
+    /// The disk store written through to the cluster's CAS: a write
+    /// succeeds once the cluster holds the blob; a read the disk store
+    /// cannot answer is fetched and kept.
+    pub store: Arc<dyn BlobStore>,
+    pub upstream: String,
+}
+
+impl StorageConfig {
+    /// Opens a worker's disk store under `data_dir`, in front of the
+    /// cluster's CAS: the bucket when one is configured (shared by every
+    /// process of the cluster), else `cas`, the CAS of a scheduler.
+    pub async fn open_worker(&self, cas: Option<Arc<dyn BlobStore>>) -> Result<WorkerStorage> {
+        let disk = Arc::new(
+            DiskStore::open(DiskStoreConfig {
+                root: self.data_dir.join("cas"),
+                max_bytes: self.disk_size,
+            })
+            .await?,
+        );
+        let (upstream, description) =
+            match (self.remote().await?, cas) {
+                (Some(remote), _) => (remote.store, remote.description),
+                (None, Some(cas)) => (cas, "the scheduler's CAS".to_string()),
+                (None, None) => return Err(Error::invalid_argument(
+                    "a worker needs the cluster's CAS: a bucket or a scheduler to reach it through",
+                )),
+            };
+        let store: Arc<dyn BlobStore> = Arc::new(WriteThroughStore::new(
+            disk.clone(),
+            upstream,
+            WriteMode::Both,
+        ));
+        Ok(WorkerStorage {
+            disk,
+            store,
+            upstream: description,
+        })
+    }
+}
+
 impl Storage {
     pub fn services(&self) -> StorageServices {
         StorageServices {

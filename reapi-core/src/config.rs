@@ -40,9 +40,53 @@ pub fn parse_byte_size(text: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// Parses a duration: whole seconds (`30`) or a number with a unit
+/// (`500ms`, `10s`, `5m`, `3h`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds_per_unit = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(Error::invalid_argument(format!(
+                "duration {text:?} has an unknown unit {other:?} (use ms, s, m or h)"
+            )))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| Error::invalid_argument(format!("duration {text:?} is not a number")))?;
+    let seconds = value * seconds_per_unit;
+    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
+        return Err(Error::invalid_argument(format!(
+            "duration {text:?} is out of range"
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration(" 2m ").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("3h").unwrap(), Duration::from_secs(3 * 3600));
+        for bad in ["", "s", "10 days", "-1s", "1e99h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn parses_units() {

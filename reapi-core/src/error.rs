@@ -251,6 +251,23 @@ impl Error {
         Error::failed_precondition(message).with_details(Bytes::from(status.encode_to_vec()))
     }
 
+    /// The error a `google.rpc.Status` message describes (from a worker's
+    /// report or a peer); details are kept. An OK status, which is no
+    /// error, becomes UNKNOWN rather than a silent success.
+    pub fn from_rpc_status(status: &crate::proto::rpc::Status) -> Self {
+        use prost::Message;
+        let code = match Code::from_i32(status.code) {
+            Code::Ok => Code::Unknown,
+            code => code,
+        };
+        let error = Error::new(code, status.message.clone());
+        if status.details.is_empty() {
+            error
+        } else {
+            error.with_details(Bytes::from(status.encode_to_vec()))
+        }
+    }
+
     /// This error as a `google.rpc.Status` message (for
     /// `ExecuteResponse.status` and operation errors).
     pub fn to_rpc_status(&self) -> crate::proto::rpc::Status {

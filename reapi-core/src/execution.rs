@@ -1,9 +1,8 @@
-//! The execution traits: [`ExecutorPool`] (executors the scheduler hands
-//! actions to) and [`Sandbox`] (how one command runs in isolation).
+//! The execution traits: [`ExecutorPool`] (a worker's executors, claimed
+//! one lease at a time) and [`Sandbox`] (how one command runs in isolation).
 //!
-//! The scheduler owns the queue and decides which executor runs what; a pool
-//! only runs what it is given. That split lets the worker side live in
-//! another process: a remote pool's `run` is an RPC to a worker.
+//! The scheduler owns the queue and decides which pool runs what; a pool
+//! only runs what it is given, wherever it lives (see docs/adr/0006).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -23,16 +22,6 @@ impl std::fmt::Display for ExecutorId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// An executor as the scheduler sees it. Executors of one worker share its
-/// `cpus` and `memory` (the properties give the worker's totals), so the
-/// scheduler reserves those per worker.
-#[derive(Clone, Debug)]
-pub struct ExecutorInfo {
-    pub id: ExecutorId,
-    pub worker: String,
-    pub properties: ExecutorProperties,
 }
 
 /// One action to run, with its Action and Command already fetched and
@@ -57,16 +46,69 @@ pub struct ExecutionOutcome {
     pub timed_out: bool,
 }
 
+/// One executor of a pool, held for one lease: nobody else can claim it
+/// until the claim is dropped.
+pub struct ExecutorClaim {
+    executor: ExecutorId,
+    release: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl ExecutorClaim {
+    /// A claim on `executor` that calls `release` when dropped.
+    pub fn new(executor: ExecutorId, release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        ExecutorClaim {
+            executor,
+            release: Some(Box::new(release)),
+        }
+    }
+
+    pub fn executor(&self) -> &ExecutorId {
+        &self.executor
+    }
+}
+
+impl Drop for ExecutorClaim {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for ExecutorClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ExecutorClaim")
+            .field(&self.executor)
+            .finish()
+    }
+}
+
+/// Executors with equal properties, as a scheduler sees them through a
+/// worker: the worker reports the pool (properties, capacity, free), a
+/// lease the scheduler offers *claims* one executor or is refused, the
+/// worker's heartbeats *renew* the leases it runs, and it *reports* each
+/// run's end. The same trait serves the in-process executors of the
+/// all-in-one server and those of remote workers: both run behind the
+/// worker runtime of `reapi-executor`.
 #[async_trait]
 pub trait ExecutorPool: Send + Sync + 'static {
-    /// The executors offered now; the set may change as workers come and go.
-    fn executors(&self) -> Vec<ExecutorInfo>;
+    /// What every executor of the pool offers.
+    fn properties(&self) -> &ExecutorProperties;
 
-    /// Runs `job` on `executor`, which the scheduler has reserved for it.
-    /// UNAVAILABLE means the executor vanished and the job may be retried
-    /// elsewhere. Dropping the returned future cancels the run: everything
-    /// it started is killed and its files removed.
-    async fn run(&self, executor: &ExecutorId, job: ExecutionJob) -> Result<ExecutionOutcome>;
+    /// Executors in the pool.
+    fn capacity(&self) -> usize;
+
+    /// Executors not claimed now.
+    fn free(&self) -> usize;
+
+    /// Claims a free executor for one run; `None` when all are busy.
+    fn claim(&self) -> Option<ExecutorClaim>;
+
+    /// Runs `job` on the claimed executor. A failure to run (inputs
+    /// missing, the sandbox broken) is an error; the action's own failure is
+    /// an outcome. Dropping the future cancels the run: everything it
+    /// started is killed and its files removed.
+    async fn run(&self, claim: &ExecutorClaim, job: ExecutionJob) -> Result<ExecutionOutcome>;
 }
 
 /// A command ready to run in a materialised input root.

@@ -8,6 +8,7 @@
 
 pub mod action_cache;
 pub mod blob_store;
+pub mod cluster;
 pub mod config;
 pub mod digest;
 pub mod error;
@@ -23,5 +24,5 @@ pub use action_cache::ActionCache;
 pub use blob_store::{BlobStore, BlobWriter, ChunkStream};
 pub use digest::{Digest, DigestFunction, DigestHasher};
 pub use error::{Error, ErrorExt, Result};
-pub use execution::{ExecutorPool, Sandbox};
+pub use execution::{ExecutorClaim, ExecutorPool, Sandbox};
 pub use instance::InstancePolicy;

@@ -123,6 +123,15 @@ pub mod time {
         }
     }
 
+    /// A timestamp as a wall-clock time; `None` when it is before 1970 or
+    /// malformed.
+    pub fn system_time(t: &protobuf::Timestamp) -> Option<SystemTime> {
+        if t.seconds < 0 || t.nanos < 0 || t.nanos >= 1_000_000_000 {
+            return None;
+        }
+        UNIX_EPOCH.checked_add(Duration::new(t.seconds as u64, t.nanos as u32))
+    }
+
     /// A protocol duration as std; `None` when it is negative or malformed.
     pub fn duration(d: &protobuf::Duration) -> Option<Duration> {
         if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {

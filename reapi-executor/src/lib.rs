@@ -31,6 +31,8 @@ pub mod paths;
 pub mod pool;
 pub mod sandbox;
 pub mod upload;
+pub mod worker;
 
 pub use pool::{LocalExecutorConfig, LocalExecutorPool};
 pub use sandbox::ProcessSandbox;
+pub use worker::{Worker, WorkerConfig};

@@ -33,16 +33,16 @@
 //! a warning) and gives it the directories of each input tree.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use reapi_cas::store::DiskStore;
 use reapi_core::execution::{
-    ExecutionJob, ExecutionOutcome, ExecutorId, ExecutorInfo, ExecutorPool, Sandbox,
+    ExecutionJob, ExecutionOutcome, ExecutorClaim, ExecutorId, ExecutorPool, Sandbox,
 };
 use reapi_core::platform::ExecutorProperties;
-use reapi_core::{BlobStore, Error, Result};
+use reapi_core::{BlobStore, Error, ErrorExt, Result};
 
 use crate::action::{run_action, ActionContext};
 use crate::action_dir::reset_dir;
@@ -96,6 +96,27 @@ impl LocalExecutorConfig {
         })
     }
 
+    /// What a server or worker runs with: one executor per CPU unless
+    /// `executors` says otherwise, the host's properties with `platform`
+    /// (`key=value`) applied, executors named after `worker`, and actions
+    /// run as [`identity::default_run_as`] (never as root, never as the
+    /// owner of the store's files).
+    pub fn for_host(
+        work_dir: impl Into<PathBuf>,
+        worker: &str,
+        executors: Option<usize>,
+        platform: &[String],
+    ) -> Result<Self> {
+        let mut config = Self::new(work_dir)?;
+        config.properties = host::host_properties(platform).context("--platform")?;
+        if let Some(n) = executors {
+            config.executors = n;
+        }
+        config.worker = worker.to_string();
+        config.run_as = identity::default_run_as();
+        Ok(config)
+    }
+
     /// A [`ProcessSandbox`] running commands as [`Self::run_as`] says.
     pub fn process_sandbox(&self) -> ProcessSandbox {
         match self.run_as {
@@ -107,7 +128,9 @@ impl LocalExecutorConfig {
 
 /// Executors running actions on this host; see the module documentation.
 pub struct LocalExecutorPool {
-    executors: Vec<Executor>,
+    executors: Arc<[Executor]>,
+    properties: ExecutorProperties,
+    free: Arc<AtomicUsize>,
     cas: Arc<dyn BlobStore>,
     materializer: Materializer,
     sandbox: Arc<dyn Sandbox>,
@@ -117,8 +140,9 @@ pub struct LocalExecutorPool {
 }
 
 struct Executor {
-    info: ExecutorInfo,
-    busy: AtomicBool,
+    id: ExecutorId,
+    /// Claimed for a lease.
+    claimed: AtomicBool,
 }
 
 impl LocalExecutorPool {
@@ -170,12 +194,8 @@ impl LocalExecutorPool {
         );
         let executors = (0..config.executors)
             .map(|i| Executor {
-                info: ExecutorInfo {
-                    id: ExecutorId(format!("{}/{i}", config.worker)),
-                    worker: config.worker.clone(),
-                    properties: config.properties.clone(),
-                },
-                busy: AtomicBool::new(false),
+                id: ExecutorId(format!("{}/{i}", config.worker)),
+                claimed: AtomicBool::new(false),
             })
             .collect();
         let run_as = match config.run_as {
@@ -195,6 +215,8 @@ impl LocalExecutorPool {
         );
         Ok(LocalExecutorPool {
             executors,
+            free: Arc::new(AtomicUsize::new(config.executors)),
+            properties: config.properties,
             cas,
             materializer,
             sandbox,
@@ -202,6 +224,22 @@ impl LocalExecutorPool {
             identity,
             runs: AtomicU64::new(0),
         })
+    }
+
+    /// The pool a server or worker runs: [`LocalExecutorConfig::for_host`]
+    /// with its matching [`ProcessSandbox`], over `cas` with `disk` as the
+    /// local store inputs are linked from.
+    pub async fn for_host(
+        cas: Arc<dyn BlobStore>,
+        disk: Arc<DiskStore>,
+        work_dir: impl Into<PathBuf>,
+        worker: &str,
+        executors: Option<usize>,
+        platform: &[String],
+    ) -> Result<Self> {
+        let config = LocalExecutorConfig::for_host(work_dir, worker, executors, platform)?;
+        let sandbox = Arc::new(config.process_sandbox());
+        Self::new(cas, Some(disk), sandbox, config).await
     }
 
     /// Where the pool's action directories are made.
@@ -217,24 +255,42 @@ impl LocalExecutorPool {
 
 #[async_trait]
 impl ExecutorPool for LocalExecutorPool {
-    fn executors(&self) -> Vec<ExecutorInfo> {
-        self.executors.iter().map(|e| e.info.clone()).collect()
+    fn properties(&self) -> &ExecutorProperties {
+        &self.properties
     }
 
-    async fn run(&self, executor: &ExecutorId, job: ExecutionJob) -> Result<ExecutionOutcome> {
-        let Some((index, slot)) = self
-            .executors
-            .iter()
-            .enumerate()
-            .find(|(_, e)| &e.info.id == executor)
-        else {
-            return Err(Error::unavailable(format!(
+    fn capacity(&self) -> usize {
+        self.executors.len()
+    }
+
+    fn free(&self) -> usize {
+        self.free.load(Ordering::Acquire)
+    }
+
+    fn claim(&self) -> Option<ExecutorClaim> {
+        let index = self.executors.iter().position(|e| {
+            e.claimed
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })?;
+        self.free.fetch_sub(1, Ordering::AcqRel);
+        let (executors, free) = (self.executors.clone(), self.free.clone());
+        Some(ExecutorClaim::new(
+            self.executors[index].id.clone(),
+            move || {
+                executors[index].claimed.store(false, Ordering::Release);
+                free.fetch_add(1, Ordering::AcqRel);
+            },
+        ))
+    }
+
+    async fn run(&self, claim: &ExecutorClaim, job: ExecutionJob) -> Result<ExecutionOutcome> {
+        let executor = claim.executor();
+        let Some(index) = self.executors.iter().position(|e| &e.id == executor) else {
+            return Err(Error::failed_precondition(format!(
                 "executor {executor} is not in this pool"
             )));
         };
-        let _busy = Busy::claim(&slot.busy).ok_or_else(|| {
-            Error::failed_precondition(format!("executor {executor} is already running an action"))
-        })?;
         let n = self.runs.fetch_add(1, Ordering::Relaxed);
         let ctx = ActionContext {
             cas: self.cas.as_ref(),
@@ -245,22 +301,5 @@ impl ExecutorPool for LocalExecutorPool {
             directory_owner: self.identity.directory_owner(),
         };
         run_action(ctx, job).await
-    }
-}
-
-/// Marks an executor busy for as long as it lives.
-struct Busy<'a>(&'a AtomicBool);
-
-impl<'a> Busy<'a> {
-    fn claim(flag: &'a AtomicBool) -> Option<Self> {
-        flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| Busy(flag))
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
     }
 }

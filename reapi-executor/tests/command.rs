@@ -4,7 +4,7 @@
 mod common;
 
 use common::{command, shell, Harness, TreeSpec};
-use reapi_core::execution::{ExecutorId, ExecutorPool};
+use reapi_core::execution::ExecutorPool;
 use tonic::Code;
 
 #[tokio::test]
@@ -189,68 +189,34 @@ async fn a_missing_input_root_digest_is_invalid() {
     let root = h.upload_tree(&TreeSpec::new()).await;
     let mut job = common::job(shell("true"), root, std::time::Duration::from_secs(5));
     job.action.input_root_digest = None;
-    let err = h
-        .pool
-        .run(&ExecutorId("local/0".into()), job)
-        .await
-        .unwrap_err();
+    let claim = h.pool.claim().unwrap();
+    let err = h.pool.run(&claim, job).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
 #[tokio::test]
-async fn executors_are_listed_and_checked() {
+async fn executors_are_claimed_one_lease_at_a_time() {
     let h = Harness::memory().await;
-    let executors = h.pool.executors();
-    let ids: Vec<_> = executors.iter().map(|e| e.id.0.as_str()).collect();
-    assert_eq!(ids, ["local/0", "local/1"]);
-    assert!(executors.iter().all(|e| e.worker == "local"));
-    let props = &executors[0].properties;
+    assert_eq!(h.pool.capacity(), 2);
+    assert_eq!(h.pool.free(), 2);
+    let props = h.pool.properties();
     assert_eq!(props.values("OSFamily").collect::<Vec<_>>(), ["linux"]);
     assert!(props.resources().cpus >= 1);
 
-    let root = h.upload_tree(&TreeSpec::new()).await;
-    let err = h
-        .run_on(
-            "elsewhere/9",
-            shell("true"),
-            root,
-            std::time::Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unavailable);
+    let first = h.pool.claim().expect("a first executor");
+    let second = h.pool.claim().expect("a second executor");
+    assert_ne!(first.executor(), second.executor());
+    assert_eq!(h.pool.free(), 0);
+    assert!(h.pool.claim().is_none(), "a third claim on two executors");
 
-    // A second run on a busy executor is refused; another executor is fine.
-    let slow = h.run_on(
-        "local/0",
-        shell("sleep 0.5"),
-        root,
-        std::time::Duration::from_secs(10),
-    );
-    let second = async {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let busy = h
-            .run_on(
-                "local/0",
-                shell("true"),
-                root,
-                std::time::Duration::from_secs(5),
-            )
-            .await;
-        let other = h
-            .run_on(
-                "local/1",
-                shell("true"),
-                root,
-                std::time::Duration::from_secs(5),
-            )
-            .await;
-        (busy, other)
-    };
-    let (slow, (busy, other)) = tokio::join!(slow, second);
-    assert_eq!(slow.unwrap().result.exit_code, 0);
-    assert_eq!(busy.unwrap_err().code(), Code::FailedPrecondition);
-    assert_eq!(other.unwrap().result.exit_code, 0);
-    // Free again afterwards.
-    h.run(shell("true"), root).await.unwrap();
+    // A claimed executor runs its job; dropping the claim frees it.
+    let root = h.upload_tree(&TreeSpec::new()).await;
+    let job = common::job(shell("true"), root, std::time::Duration::from_secs(5));
+    assert_eq!(h.pool.run(&first, job).await.unwrap().result.exit_code, 0);
+    assert_eq!(h.pool.free(), 0, "the claim still holds the executor");
+    drop(first);
+    assert_eq!(h.pool.free(), 1);
+    let again = h.pool.claim().expect("the freed executor");
+    drop((again, second));
+    assert_eq!(h.pool.free(), 2);
 }

@@ -298,10 +298,11 @@ async fn input_files_are_fetched_when_the_disk_store_lacks_them() {
             .await
             .unwrap();
     }
-    use reapi_core::execution::{ExecutorId, ExecutorPool};
+    use reapi_core::execution::ExecutorPool;
+    let claim = pool.claim().unwrap();
     let outcome = pool
         .run(
-            &ExecutorId("local/0".into()),
+            &claim,
             common::job(shell(SCRIPT), root, std::time::Duration::from_secs(30)),
         )
         .await

@@ -22,12 +22,7 @@ async fn a_timeout_kills_the_whole_group() {
     let pids = h.scratch().join("pids");
     let start = Instant::now();
     let outcome = h
-        .run_on(
-            "local/0",
-            shell(&spawner(&pids)),
-            root,
-            Duration::from_secs(1),
-        )
+        .run_timed(shell(&spawner(&pids)), root, Duration::from_secs(1))
         .await
         .unwrap();
     assert!(outcome.timed_out);
@@ -69,12 +64,7 @@ async fn cancelling_kills_the_group_and_removes_the_action_directory() {
         .await;
     let pid_file = h.scratch().join("pids");
     // Boxed, so that dropping it below really drops the future.
-    let mut run = Box::pin(h.run_on(
-        "local/1",
-        shell(&spawner(&pid_file)),
-        root,
-        Duration::from_secs(100),
-    ));
+    let mut run = Box::pin(h.run_timed(shell(&spawner(&pid_file)), root, Duration::from_secs(100)));
     let started = Instant::now();
     loop {
         tokio::select! {
@@ -118,12 +108,7 @@ async fn cancelling_kills_the_group_and_removes_the_action_directory() {
     );
     // The executor is free again.
     let outcome = h
-        .run_on(
-            "local/1",
-            shell("cat input.txt"),
-            root,
-            Duration::from_secs(10),
-        )
+        .run_timed(shell("cat input.txt"), root, Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(h.stdout(&outcome).await, "data");

@@ -11,7 +11,9 @@ use reapi_core::execution::ExecutionJob;
 use reapi_core::platform::{ensure_satisfiable, Requirements};
 use reapi_core::proto::longrunning::Operation;
 use reapi_core::proto::remote_execution::execution_server::Execution;
-use reapi_core::proto::remote_execution::{ExecuteRequest, ExecuteResponse, WaitExecutionRequest};
+use reapi_core::proto::remote_execution::{
+    ExecuteRequest, ExecuteResponse, RequestMetadata, WaitExecutionRequest,
+};
 use reapi_core::{
     ActionCache, BlobStore, Digest, DigestFunction, ErrorExt, InstancePolicy, Result,
 };
@@ -57,7 +59,7 @@ impl ExecutionService {
     /// Errors found here, before an operation exists, are the RPC's status
     /// (missing inputs as FAILED_PRECONDITION with a PreconditionFailure);
     /// errors while running go into the ExecuteResponse.
-    async fn start(&self, req: &ExecuteRequest) -> Result<Started> {
+    async fn start(&self, req: &ExecuteRequest, build: String) -> Result<Started> {
         self.instances.check(&req.instance_name)?;
         DigestFunction::from_proto(req.digest_function)?;
         let instance = req.instance_name.as_str();
@@ -85,8 +87,13 @@ impl ExecutionService {
             .await
             .with_context(|| format!("action {action_digest}"))?;
         let requirements = Requirements::for_action(&action, &command)?;
-        let executors = self.scheduler.pool().executors();
-        ensure_satisfiable(executors.iter().map(|e| &e.properties), &requirements)?;
+        // With no worker connected (a cluster starting, every worker
+        // restarting) the action waits in the queue; with workers, one of
+        // them must be able to run it some day.
+        let offered = self.scheduler.offered_properties();
+        if !offered.is_empty() {
+            ensure_satisfiable(offered.iter(), &requirements)?;
+        }
         let config = self.scheduler.config();
         let timeout = effective_timeout(&action, config)?;
         let input_root = Digest::from_proto_field(
@@ -116,6 +123,7 @@ impl ExecutionService {
             requirements,
             priority,
             do_not_cache,
+            build,
         })))
     }
 
@@ -145,6 +153,21 @@ impl ExecutionService {
         });
         Box::pin(stream)
     }
+}
+
+/// The header REAPI clients put their `RequestMetadata` in.
+pub const REQUEST_METADATA_HEADER: &str = "build.bazel.remote.execution.v2.requestmetadata-bin";
+
+/// The build a request belongs to (`RequestMetadata.tool_invocation_id`),
+/// or empty when the client sent none or it does not decode.
+pub fn tool_invocation_id(metadata: &tonic::metadata::MetadataMap) -> String {
+    use prost::Message;
+    metadata
+        .get_bin(REQUEST_METADATA_HEADER)
+        .and_then(|value| value.to_bytes().ok())
+        .and_then(|bytes| RequestMetadata::decode(bytes).ok())
+        .map(|m| m.tool_invocation_id)
+        .unwrap_or_default()
 }
 
 enum Started {
@@ -179,6 +202,7 @@ impl Execution for ExecutionService {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<OperationStream>, Status> {
+        let build = tool_invocation_id(request.metadata());
         let req = request.into_inner();
         let inline = Inline {
             instance: req.instance_name.clone(),
@@ -186,7 +210,7 @@ impl Execution for ExecutionService {
             stderr: req.inline_stderr,
             output_files: req.inline_output_files.clone(),
         };
-        let watch = match self.start(&req).await {
+        let watch = match self.start(&req, build).await {
             Ok(Started::Queued(watch)) => watch,
             Ok(Started::Cached(done)) => {
                 let cache_check =

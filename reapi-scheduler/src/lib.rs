@@ -1,22 +1,30 @@
 //! The scheduling side of the REAPI service: the Execution and Operations
-//! services, the priority queue, deduplication of identical in-flight
-//! actions, and matching actions to executors by platform properties.
+//! services, per-class fair queues, deduplication of identical in-flight
+//! actions, and the workers that connect to run them.
 //!
-//! The [`Scheduler`] owns the queue and hands each action to an executor of
-//! an `ExecutorPool`; it never runs anything itself, so the pool can be local
-//! or a set of remote workers.
+//! The [`Scheduler`] owns the queue and offers each action to a worker as
+//! a lease; it never runs anything itself. Workers reach it over the
+//! cluster protocol (`reapi_core::cluster`): remote ones through the
+//! [`WorkerLinkService`], the all-in-one server's own through an
+//! [`InProcessConnector`]; both land in [`Scheduler::serve_link`].
 
 pub mod action_loader;
+mod class_queues;
 pub mod config;
 pub mod execution_service;
+mod fair_queue;
+pub mod in_process;
 pub mod operation;
 pub mod operations_service;
-mod queue;
 pub mod scheduler;
 pub mod services;
+pub mod worker_link_service;
+mod workers;
 
 pub use config::SchedulerConfig;
 pub use execution_service::ExecutionService;
+pub use in_process::InProcessConnector;
 pub use operations_service::OperationsService;
-pub use scheduler::Scheduler;
+pub use scheduler::{Scheduler, Submission};
 pub use services::ExecutionServices;
+pub use worker_link_service::WorkerLinkService;

@@ -1,7 +1,6 @@
 //! An operation's state as clients see it, and its protocol form; the
 //! compact forms the scheduler keeps per operation (its id, its progress).
 
-use std::fmt;
 use std::sync::Arc;
 
 use reapi_core::proto::any;
@@ -17,10 +16,12 @@ pub use execution_stage::Value as Stage;
 
 const NAME_PREFIX: &str = "operations/";
 
-/// Identifies an operation named `operations/{uuid}`. The scheduler keeps
-/// the UUID (16 bytes, no allocation) in its maps and its queue, and spells
-/// the name out only for clients: a queued operation is referred to from
-/// several places, and a 47-byte string in each was a large part of it.
+/// Identifies an operation on its home scheduler. Names are
+/// `operations/{home}/{uuid}`: the home scheduler's id lets any scheduler
+/// route WaitExecution and GetOperation to it. The scheduler keeps the UUID
+/// (16 bytes, no allocation) in its maps and its queue, and spells the name
+/// out only for clients: a queued operation is referred to from several
+/// places, and a 60-byte string in each was a large part of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct OperationId(Uuid);
 
@@ -29,21 +30,35 @@ impl OperationId {
         OperationId(Uuid::new_v4())
     }
 
-    /// The id of a name this server gives out. `None` for any other string,
-    /// other spellings of the same UUID included (upper case, no hyphens,
-    /// braces), so each operation answers to exactly one name.
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        let text = name.strip_prefix(NAME_PREFIX)?;
-        let uuid = Uuid::try_parse(text).ok()?;
-        let mut canonical = [0; uuid::fmt::Hyphenated::LENGTH];
-        (uuid.hyphenated().encode_lower(&mut canonical) == text).then_some(OperationId(uuid))
+    /// The name of this operation when `home` is its scheduler.
+    pub(crate) fn name(self, home: &str) -> String {
+        format!("{NAME_PREFIX}{home}/{}", self.0.hyphenated())
     }
 }
 
-impl fmt::Display for OperationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{NAME_PREFIX}{}", self.0.hyphenated())
+/// A name this service gives out, split into its home scheduler's id and
+/// the operation's id. `None` for any other string, other spellings of the
+/// same UUID included (upper case, no hyphens, braces), so each operation
+/// answers to exactly one name.
+pub(crate) fn parse_name(name: &str) -> Option<(&str, OperationId)> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let (home, text) = rest.split_once('/')?;
+    if !is_scheduler_id(home) {
+        return None;
     }
+    let uuid = Uuid::try_parse(text).ok()?;
+    let mut canonical = [0; uuid::fmt::Hyphenated::LENGTH];
+    (uuid.hyphenated().encode_lower(&mut canonical) == text).then_some((home, OperationId(uuid)))
+}
+
+/// Scheduler ids are short lowercase hex-and-dash strings (see
+/// `SchedulerId`); anything else in a name is not one of ours.
+pub(crate) fn is_scheduler_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-')
 }
 
 /// What changes in an operation's life, as its watch channel carries it.
@@ -63,7 +78,12 @@ impl Progress {
     }
 
     /// The full state, for a client.
-    pub(crate) fn to_state(&self, id: OperationId, action_digest: Digest) -> OperationState {
+    pub(crate) fn to_state(
+        &self,
+        home: &str,
+        id: OperationId,
+        action_digest: Digest,
+    ) -> OperationState {
         let (stage, response) = match self {
             Progress::Queued => (Stage::Queued, None),
             Progress::Executing => (Stage::Executing, None),
@@ -72,7 +92,7 @@ impl Progress {
             }
         };
         OperationState {
-            name: id.to_string(),
+            name: id.name(home),
             action_digest,
             stage,
             response,
@@ -83,6 +103,7 @@ impl Progress {
 /// One client's view of an operation: live while it runs, its final state
 /// once finished.
 pub struct OperationWatch {
+    home: Arc<str>,
     id: OperationId,
     action_digest: Digest,
     progress: watch::Receiver<Progress>,
@@ -90,11 +111,13 @@ pub struct OperationWatch {
 
 impl OperationWatch {
     pub(crate) fn new(
+        home: Arc<str>,
         id: OperationId,
         action_digest: Digest,
         progress: watch::Receiver<Progress>,
     ) -> Self {
         OperationWatch {
+            home,
             id,
             action_digest,
             progress,
@@ -102,20 +125,20 @@ impl OperationWatch {
     }
 
     pub fn name(&self) -> String {
-        self.id.to_string()
+        self.id.name(&self.home)
     }
 
     /// The current state; `changed` still reports it if not yet seen.
     pub fn state(&self) -> OperationState {
         // Cloned first: the channel stays locked only for an Arc clone.
         let progress = self.progress.borrow().clone();
-        progress.to_state(self.id, self.action_digest)
+        progress.to_state(&self.home, self.id, self.action_digest)
     }
 
     /// The current state, marked seen.
     pub fn latest(&mut self) -> OperationState {
         let progress = self.progress.borrow_and_update().clone();
-        progress.to_state(self.id, self.action_digest)
+        progress.to_state(&self.home, self.id, self.action_digest)
     }
 
     /// Waits for a state not yet seen. An error means the scheduler dropped
@@ -127,7 +150,7 @@ impl OperationWatch {
     /// Waits until the operation is done; errors as `changed` does.
     pub async fn done(&mut self) -> Result<OperationState, watch::error::RecvError> {
         let progress = self.progress.wait_for(Progress::is_done).await?.clone();
-        Ok(progress.to_state(self.id, self.action_digest))
+        Ok(progress.to_state(&self.home, self.id, self.action_digest))
     }
 }
 
@@ -219,21 +242,25 @@ mod tests {
     #[test]
     fn operation_names_round_trip_in_one_spelling_only() {
         let id = OperationId::random();
-        let name = id.to_string();
-        assert_eq!(name.len(), NAME_PREFIX.len() + 36);
-        assert_eq!(OperationId::parse(&name), Some(id));
-        let uuid = &name[NAME_PREFIX.len()..];
+        let name = id.name("5ca1ab1e");
+        assert_eq!(name.len(), NAME_PREFIX.len() + 9 + 36);
+        assert_eq!(parse_name(&name), Some(("5ca1ab1e", id)));
+        let uuid = &name[NAME_PREFIX.len() + 9..];
         for other in [
             uuid.to_string(),
-            format!("operations/{}", uuid.to_uppercase()),
-            format!("operations/{}", uuid.replace('-', "")),
-            format!("operations/{{{uuid}}}"),
-            format!("operations/urn:uuid:{uuid}"),
+            format!("operations/{uuid}"),
+            format!("operations/5ca1ab1e/{}", uuid.to_uppercase()),
+            format!("operations/5ca1ab1e/{}", uuid.replace('-', "")),
+            format!("operations/5ca1ab1e/{{{uuid}}}"),
+            format!("operations/5ca1ab1e/urn:uuid:{uuid}"),
+            format!("operations/5CA1AB1E/{uuid}"),
+            format!("operations//{uuid}"),
+            format!("operations/a b/{uuid}"),
             format!("{name} "),
             "operations/nope".to_string(),
             String::new(),
         ] {
-            assert_eq!(OperationId::parse(&other), None, "{other:?}");
+            assert_eq!(parse_name(&other), None, "{other:?}");
         }
     }
 
@@ -241,18 +268,24 @@ mod tests {
     fn progress_becomes_the_clients_state() {
         let id = OperationId::random();
         let d = Digest::of_bytes(b"action");
-        let queued = Progress::Queued.to_state(id, d);
+        let queued = Progress::Queued.to_state("home", id, d);
         assert_eq!(
             queued,
-            OperationState::new(id.to_string(), d, Stage::Queued)
+            OperationState::new(id.name("home"), d, Stage::Queued)
         );
-        assert_eq!(Progress::Executing.to_state(id, d).stage, Stage::Executing);
+        assert_eq!(
+            Progress::Executing.to_state("home", id, d).stage,
+            Stage::Executing
+        );
         let response = ExecuteResponse {
             message: "done".into(),
             ..Default::default()
         };
-        let done = Progress::Completed(Arc::new(response.clone())).to_state(id, d);
-        assert_eq!(done, OperationState::completed(id.to_string(), d, response));
+        let done = Progress::Completed(Arc::new(response.clone())).to_state("home", id, d);
+        assert_eq!(
+            done,
+            OperationState::completed(id.name("home"), d, response)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Builds the execution services (Execution, Operations) over a scheduler,
-//! ready to add to a tonic server beside the storage services.
+//! Builds a scheduler's services (Execution, Operations and the cluster's
+//! WorkerLink), ready to add to a tonic server beside the storage
+//! services.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use reapi_core::proto::remote_execution::execution_server::ExecutionServer;
 use reapi_core::{ActionCache, BlobStore, InstancePolicy};
 use tonic::service::RoutesBuilder;
 
-use crate::{ExecutionService, OperationsService, Scheduler};
+use crate::{ExecutionService, OperationsService, Scheduler, WorkerLinkService};
 
 pub struct ExecutionServices {
     pub scheduler: Arc<Scheduler>,
@@ -26,7 +27,7 @@ impl ExecutionServices {
         }
     }
 
-    /// Adds Execution and Operations to `routes`.
+    /// Adds Execution, Operations and WorkerLink to `routes`.
     pub fn add_to(self, routes: &mut RoutesBuilder) {
         let ExecutionServices {
             scheduler,
@@ -44,8 +45,9 @@ impl ExecutionServices {
             .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
         );
         routes.add_service(
-            OperationsServer::new(OperationsService::new(scheduler))
+            OperationsServer::new(OperationsService::new(scheduler.clone()))
                 .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
         );
+        routes.add_service(WorkerLinkService::new(scheduler).into_server());
     }
 }

@@ -7,6 +7,7 @@ pub mod bytestream_routes;
 pub mod capabilities;
 pub mod cas;
 pub mod inline;
+pub mod listener;
 mod pending_uploads;
 pub mod storage;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use prost::Message;
 use reapi_cas::store::{DiskStore, DiskStoreConfig, MemoryStore};
-use reapi_core::execution::{ExecutionJob, ExecutionOutcome, ExecutorId, ExecutorPool};
+use reapi_core::execution::{ExecutionJob, ExecutionOutcome, ExecutorPool};
 use reapi_core::proto::remote_execution::command::EnvironmentVariable;
 use reapi_core::proto::remote_execution::{
     Action, Command, Directory, DirectoryNode, FileNode, SymlinkNode, Tree,
@@ -118,22 +118,23 @@ impl Harness {
     }
 
     pub async fn run(&self, command: Command, input_root: Digest) -> Result<ExecutionOutcome> {
-        self.run_on("local/0", command, input_root, Duration::from_secs(60))
+        self.run_timed(command, input_root, Duration::from_secs(60))
             .await
     }
 
-    pub async fn run_on(
+    /// Claims a free executor and runs the command on it.
+    pub async fn run_timed(
         &self,
-        executor: &str,
         command: Command,
         input_root: Digest,
         timeout: Duration,
     ) -> Result<ExecutionOutcome> {
+        let claim = self
+            .pool
+            .claim()
+            .expect("a free executor for the test's run");
         self.pool
-            .run(
-                &ExecutorId(executor.into()),
-                job(command, input_root, timeout),
-            )
+            .run(&claim, job(command, input_root, timeout))
             .await
     }
 

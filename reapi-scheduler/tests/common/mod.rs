@@ -26,8 +26,10 @@ use reapi_core::proto::remote_execution::capabilities_client::CapabilitiesClient
 use reapi_core::proto::remote_execution::content_addressable_storage_client::ContentAddressableStorageClient;
 use reapi_core::proto::remote_execution::execution_client::ExecutionClient;
 use reapi_executor::host::host_properties;
-use reapi_executor::{LocalExecutorConfig, LocalExecutorPool, ProcessSandbox};
-use reapi_scheduler::{ExecutionServices, Scheduler, SchedulerConfig};
+use reapi_executor::{
+    LocalExecutorConfig, LocalExecutorPool, ProcessSandbox, Worker, WorkerConfig,
+};
+use reapi_scheduler::{ExecutionServices, InProcessConnector, Scheduler, SchedulerConfig};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -87,6 +89,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub channel: Channel,
     pub scheduler: Arc<Scheduler>,
+    pub worker: Worker,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     dir: TempDir,
@@ -122,11 +125,11 @@ impl Server {
         )
         .await
         .expect("starting the executor pool");
-        let scheduler = Scheduler::start(
-            Arc::new(pool),
-            storage.action_cache.clone(),
-            config.scheduler.clone(),
-        );
+        let scheduler = Scheduler::start(storage.action_cache.clone(), config.scheduler.clone());
+        let worker = Worker::new(WorkerConfig::new("local"), vec![Arc::new(pool)]);
+        worker.connect(Arc::new(InProcessConnector::new(scheduler.clone())));
+        let registered = eventually(PATIENCE, || scheduler.executor_summary().workers > 0).await;
+        assert!(registered, "the in-process worker did not register");
         let execution = ExecutionServices {
             scheduler: scheduler.clone(),
             store: storage.store.clone(),
@@ -166,6 +169,7 @@ impl Server {
             addr,
             channel,
             scheduler,
+            worker,
             shutdown: Some(shutdown),
             task,
             dir,

@@ -1,0 +1,92 @@
+//! The TOML configuration file: every key optional, unknown keys refused.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reapi_cas::store::{GcsConfig, S3Config};
+use reapi_core::cluster::discovery::MemberList;
+use serde::Deserialize;
+
+use super::{parse_duration_flag, parse_size_flag};
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub disk_size: Option<SizeValue>,
+    pub instances: Option<Vec<String>>,
+    pub executors: Option<usize>,
+    pub platform: Option<Vec<String>>,
+    pub storage: Option<StorageSection>,
+    /// Schedulers of the cluster (`host:port`, or one DNS name).
+    pub schedulers: Option<Vec<String>>,
+    /// Address this scheduler is reached at by its peers.
+    pub advertise: Option<String>,
+    /// Where a worker reaches the cluster's CAS when no bucket is set.
+    pub cas: Option<String>,
+    pub heartbeat_timeout: Option<String>,
+    pub drain_grace: Option<String>,
+}
+
+/// `[storage.s3]` / `[storage.gcs]`: an external store to write through to.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub s3: Option<S3Config>,
+    pub gcs: Option<GcsConfig>,
+}
+
+/// A size in the file: bytes as an integer or a string with a unit.
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl FileConfig {
+    /// The file at `path`, or the empty configuration without one.
+    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    pub fn disk_size(&self) -> Result<Option<u64>, String> {
+        match &self.disk_size {
+            None => Ok(None),
+            Some(SizeValue::Bytes(n)) => Ok(Some(*n)),
+            Some(SizeValue::Text(t)) => parse_size_flag(t)
+                .map(Some)
+                .map_err(|e| format!("disk_size: {e}")),
+        }
+    }
+
+    /// The schedulers from `--schedulers` if given, else from the file;
+    /// `None` when neither names any.
+    pub fn schedulers(&self, flags: &[String]) -> Result<Option<MemberList>, String> {
+        let entries = if flags.is_empty() {
+            self.schedulers.clone().unwrap_or_default()
+        } else {
+            flags.to_vec()
+        };
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        MemberList::parse(&entries)
+            .map(Some)
+            .map_err(|e| format!("--schedulers: {e}"))
+    }
+
+    pub fn duration(value: &Option<String>, key: &str) -> Result<Option<Duration>, String> {
+        value
+            .as_deref()
+            .map(|text| parse_duration_flag(text).map_err(|e| format!("{key}: {e}")))
+            .transpose()
+    }
+}

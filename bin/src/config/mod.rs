@@ -1,0 +1,27 @@
+//! Configuration of the binaries: defaults, then the TOML file given with
+//! `--config`, then flags; the later wins. One file format serves all
+//! three binaries; each reads the keys it uses.
+//!
+//! - [`file`]: the TOML format;
+//! - [`storage`]: the storage flags every binary has;
+//! - [`server`], [`scheduler`], [`worker`]: each binary's flags and
+//!   resolved configuration.
+
+pub mod file;
+pub mod scheduler;
+pub mod server;
+pub mod storage;
+pub mod worker;
+
+use reapi_core::config::{parse_byte_size, parse_duration};
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8980";
+
+pub(crate) fn parse_size_flag(text: &str) -> Result<u64, String> {
+    parse_byte_size(text).map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_duration_flag(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}

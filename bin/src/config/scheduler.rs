@@ -1,0 +1,109 @@
+//! `reapi-scheduler`: the cluster's front door. Serves every REAPI service,
+//! queues actions and leases them to the workers that link to it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use reapi_cas::config::StorageConfig;
+use reapi_core::cluster::discovery::MemberList;
+use reapi_scheduler::SchedulerConfig;
+
+use super::file::FileConfig;
+use super::parse_duration_flag;
+use super::server::resolve_listen;
+use super::storage::StorageFlags;
+
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "reapi-scheduler",
+    version,
+    about = "REAPI cluster scheduler: serves clients, queues actions, leases them to workers"
+)]
+pub struct SchedulerFlags {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub storage: StorageFlags,
+    /// Every scheduler of the cluster, this one included: `host:port`
+    /// entries (comma-separated or repeated), or one DNS name whose
+    /// addresses are all the schedulers. Unset: a cluster of one.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub schedulers: Vec<String>,
+    /// The address peers reach this scheduler at (default: the listen
+    /// address).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// A worker silent for this long is dead and its actions run
+    /// elsewhere (e.g. 10s).
+    #[arg(long = "heartbeat_timeout", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub heartbeat_timeout: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub struct SchedulerProcessConfig {
+    pub listen: SocketAddr,
+    pub storage: StorageConfig,
+    pub schedulers: Option<MemberList>,
+    pub advertise: Option<String>,
+    pub scheduler: SchedulerConfig,
+}
+
+impl SchedulerProcessConfig {
+    pub fn load(flags: SchedulerFlags) -> Result<Self, String> {
+        let mut file = FileConfig::load(flags.config.as_deref())?;
+        let storage = flags.storage.resolve(&mut file)?;
+        let schedulers = file.schedulers(&flags.schedulers)?;
+        let mut scheduler = SchedulerConfig::default();
+        if let Some(timeout) = flags.heartbeat_timeout.or(FileConfig::duration(
+            &file.heartbeat_timeout,
+            "heartbeat_timeout",
+        )?) {
+            scheduler.heartbeat_timeout = timeout;
+            scheduler.heartbeat_interval = scheduler.heartbeat_interval.min(timeout / 3);
+        }
+        Ok(SchedulerProcessConfig {
+            listen: resolve_listen(flags.listen, file.listen)?,
+            storage,
+            schedulers,
+            advertise: flags.advertise.or(file.advertise),
+            scheduler,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_of_one_by_default() {
+        let config = SchedulerProcessConfig::load(SchedulerFlags::default()).unwrap();
+        assert!(config.schedulers.is_none());
+        assert_eq!(config.scheduler.heartbeat_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn peers_and_timeouts_from_flags() {
+        let flags = SchedulerFlags::parse_from([
+            "reapi-scheduler",
+            "--schedulers",
+            "10.0.0.1:8980,10.0.0.2:8980",
+            "--heartbeat_timeout",
+            "3s",
+        ]);
+        let config = SchedulerProcessConfig::load(flags).unwrap();
+        assert_eq!(config.schedulers.unwrap().entries().len(), 2);
+        assert_eq!(config.scheduler.heartbeat_timeout, Duration::from_secs(3));
+        assert_eq!(config.scheduler.heartbeat_interval, Duration::from_secs(1));
+        let bad = SchedulerFlags::parse_from(["reapi-scheduler", "--schedulers", "nohost"]);
+        assert!(SchedulerProcessConfig::load(bad)
+            .unwrap_err()
+            .contains("--schedulers"));
+    }
+}

@@ -1,0 +1,34 @@
+//! Serving a set of gRPC routes on a TCP listener, the way every binary,
+//! example and test harness should: TCP_NODELAY on every accepted socket
+//! (without it small responses wait for delayed ACKs, ~40 ms each, and
+//! tonic's `Server::tcp_nodelay` does not reach a listener bound by the
+//! caller), and a clean stop when `shutdown` resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use reapi_core::{Error, Result};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+
+/// Binds `addr` (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("listening on {addr}"), e))
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(|e| Error::internal(format!("serving: {e}")))
+}
