@@ -1,6 +1,7 @@
-//! Running Bazel on a private copy of the e2e workspace.
+//! Running Bazel on a private copy of an e2e workspace.
 //!
-//! Each [`Bazel`] copies `bazel-workspace/` into a temporary directory and
+//! Each [`Bazel`] copies `bazel-workspace/` (or another workspace, see
+//! [`Bazel::with_workspace`]) into a temporary directory and
 //! runs Bazel there with its own `--output_user_root`, so tests running in
 //! parallel get separate Bazel servers and nothing is shared with a user's
 //! own Bazel. The Bazel server is shut down when the [`Bazel`] is dropped,
@@ -108,7 +109,7 @@ impl Output {
     }
 }
 
-/// A private copy of the e2e workspace and the Bazel server building it.
+/// A private copy of an e2e workspace and the Bazel server building it.
 pub struct Bazel {
     bazel: PathBuf,
     workspace: PathBuf,
@@ -119,13 +120,18 @@ pub struct Bazel {
 impl Bazel {
     /// Copies the e2e workspace into a new temporary directory.
     pub fn new(bazel: PathBuf) -> Bazel {
+        Bazel::with_workspace(bazel, &workspace_source())
+    }
+
+    /// Copies the workspace `source` (e.g. `cluster-workspace/`) into a new
+    /// temporary directory.
+    pub fn with_workspace(bazel: PathBuf, source: &Path) -> Bazel {
         let dir = tempfile::Builder::new()
             .prefix("reapi-e2e-bazel-")
             .tempdir()
             .expect("cannot create a temporary directory for Bazel");
         let workspace = dir.path().join("workspace");
-        let source = workspace_source();
-        copy_tree(&source, &workspace).unwrap_or_else(|e| {
+        copy_tree(source, &workspace).unwrap_or_else(|e| {
             panic!(
                 "cannot copy {} to {}: {e}",
                 source.display(),

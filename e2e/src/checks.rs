@@ -9,8 +9,14 @@ use crate::summary::{ProcessSummary, REMOTE_CACHE_HIT};
 /// `--remote_executor`. A generous timeout keeps a slow CI machine from
 /// turning into a confusing cache miss; plain output stays parseable.
 pub fn remote_flags(mode: &str, server: &Server, timeout_secs: u64) -> Vec<String> {
+    remote_flags_for_url(mode, &server.grpc_url(), timeout_secs)
+}
+
+/// Like [`remote_flags`], for any gRPC URL (a cluster's scheduler, a load
+/// balancer in front of several).
+pub fn remote_flags_for_url(mode: &str, url: &str, timeout_secs: u64) -> Vec<String> {
     vec![
-        format!("{mode}={}", server.grpc_url()),
+        format!("{mode}={url}"),
         format!("--remote_timeout={timeout_secs}"),
         "--color=no".to_string(),
         "--curses=no".to_string(),

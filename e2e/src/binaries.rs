@@ -1,0 +1,135 @@
+//! Finding the workspace's own binaries (`reapi-server`, `reapi-scheduler`,
+//! `reapi-worker`), built first if need be.
+//!
+//! They live in the `reapi-server` package, so Cargo gives this crate no
+//! `CARGO_BIN_EXE_*`. They are looked for in the target directory this test
+//! executable was built into (`<target>/<profile>/deps/<test>` →
+//! `<target>/<profile>/<name>`), after running
+//! `cargo build -p reapi-server --bins` with the same profile: that is a no-op
+//! when they are up to date, and guarantees `cargo test -p reapi-e2e` alone
+//! never tests a stale binary. The build runs once per test process.
+//!
+//! `REAPI_SERVER_BIN`, `REAPI_SCHEDULER_BIN`, `REAPI_WORKER_BIN` (the name in
+//! upper case, `-` as `_`, then `_BIN`) name another binary to test instead.
+
+use std::env;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The package whose binaries the tests run.
+const PACKAGE: &str = "reapi-server";
+
+/// The path of the binary `name` (e.g. `reapi-scheduler`), built first if
+/// need be, or the one its environment variable ([`env_var`]) names.
+pub fn binary(name: &str) -> PathBuf {
+    let var = env_var(name);
+    if let Some(path) = env::var_os(&var) {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "{var}={} is not a file", path.display());
+        return path;
+    }
+    let binary = built_profile_dir().join(format!("{name}{}", env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "`cargo build -p {PACKAGE} --bins` succeeded but {} does not exist \
+         (is `{name}` a binary of {PACKAGE}?); or set {var}",
+        binary.display()
+    );
+    binary
+}
+
+/// The environment variable naming another binary for `name`:
+/// `reapi-server` → `REAPI_SERVER_BIN`.
+pub fn env_var(name: &str) -> String {
+    format!("{}_BIN", name.to_uppercase().replace('-', "_"))
+}
+
+/// The profile directory holding the binaries, after building them once.
+fn built_profile_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = profile_dir();
+        build(&dir);
+        dir
+    })
+    .clone()
+}
+
+/// `<target>/<profile>`, from this test executable's own path.
+fn profile_dir() -> PathBuf {
+    let exe = env::current_exe().expect("cannot find the test executable's path");
+    let deps = exe
+        .parent()
+        .expect("the test executable has no parent directory");
+    assert!(
+        deps.file_name() == Some(OsStr::new("deps")),
+        "the test executable {} is not in a Cargo `deps` directory; set {}",
+        exe.display(),
+        env_var(PACKAGE)
+    );
+    deps.parent()
+        .expect("`deps` has no parent directory")
+        .to_path_buf()
+}
+
+/// Runs `cargo build -p reapi-server --bins` so that they land in
+/// `profile_dir`.
+fn build(profile_dir: &Path) {
+    let profile = match profile_dir.file_name().and_then(OsStr::to_str) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("cannot tell the Cargo profile of {}", profile_dir.display()),
+    };
+    let mut target_dir = profile_dir
+        .parent()
+        .expect("profile directory has no parent");
+    // With `--target TRIPLE` the layout is `<target>/<triple>/<profile>`; the
+    // target directory proper is the one Cargo tags with CACHEDIR.TAG.
+    let mut triple = None;
+    if !target_dir.join("CACHEDIR.TAG").exists() {
+        if let Some(parent) = target_dir
+            .parent()
+            .filter(|p| p.join("CACHEDIR.TAG").exists())
+        {
+            triple = target_dir.file_name();
+            target_dir = parent;
+        }
+    }
+    let workspace_manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    // Cargo sets CARGO for the processes it runs; fall back to PATH otherwise.
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command
+        .args(["build", "--quiet", "-p", PACKAGE, "--bins"])
+        .arg("--profile")
+        .arg(profile)
+        .arg("--manifest-path")
+        .arg(&workspace_manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    if let Some(triple) = triple {
+        command.arg("--target").arg(triple);
+    }
+    eprintln!("building the {PACKAGE} binaries: {command:?}");
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(&cargo).display()));
+    assert!(
+        status.success(),
+        "building the {PACKAGE} binaries failed ({status}): {command:?}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_override_variable_after_the_binary() {
+        assert_eq!(env_var("reapi-server"), "REAPI_SERVER_BIN");
+        assert_eq!(env_var("reapi-scheduler"), "REAPI_SCHEDULER_BIN");
+        assert_eq!(env_var("reapi-worker"), "REAPI_WORKER_BIN");
+    }
+}
