@@ -1,6 +1,12 @@
 //! Runnable examples of embedding the REAPI crates. Each example's
 //! composition lives here as a function, so the tests in `tests/` run the
 //! same code the example binaries do.
+//!
+//! - [`memory_cache_routes`]: a remote cache held in memory;
+//! - [`custom_sandbox`]: a worker that runs actions through a sandbox of
+//!   its own.
+
+pub mod custom_sandbox;
 
 use std::sync::Arc;
 

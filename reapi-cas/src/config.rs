@@ -13,8 +13,7 @@ use crate::action_cache::{
 };
 use crate::service::StorageServices;
 use crate::store::{
-    DiskStore, DiskStoreConfig, GcsConfig, GcsStore, ObjectBucket, S3Config, S3Store, WriteMode,
-    WriteThroughStore,
+    DiskStore, DiskStoreConfig, GcsConfig, ObjectBucket, S3Config, WriteMode, WriteThroughStore,
 };
 use reapi_core::Error;
 
@@ -79,28 +78,48 @@ impl StorageConfig {
             (Some(_), Some(_)) => Err(Error::invalid_argument(
                 "configure either [storage.s3] or [storage.gcs], not both",
             )),
-            (Some(s3), None) => {
-                let store = Arc::new(S3Store::new(s3.clone()).await?);
-                store.check().await?;
-                let description = format!("s3 bucket {}", s3.bucket);
-                Ok(Some(Remote {
-                    store: store.clone(),
-                    bucket: store,
-                    description,
-                }))
-            }
-            (None, Some(gcs)) => {
-                let store = Arc::new(GcsStore::new(gcs.clone()).await?);
-                store.check().await?;
-                let description = format!("gcs bucket {}", gcs.bucket);
-                Ok(Some(Remote {
-                    store: store.clone(),
-                    bucket: store,
-                    description,
-                }))
-            }
+            (Some(s3), None) => Self::s3(s3).await.map(Some),
+            (None, Some(gcs)) => Self::gcs(gcs).await.map(Some),
             (None, None) => Ok(None),
         }
+    }
+
+    #[cfg(feature = "s3")]
+    async fn s3(s3: &S3Config) -> Result<Remote> {
+        let store = Arc::new(crate::store::S3Store::new(s3.clone()).await?);
+        store.check().await?;
+        Ok(Remote {
+            store: store.clone(),
+            bucket: store,
+            description: format!("s3 bucket {}", s3.bucket),
+        })
+    }
+
+    #[cfg(not(feature = "s3"))]
+    async fn s3(s3: &S3Config) -> Result<Remote> {
+        Err(Error::failed_precondition(format!(
+            "[storage.s3] (bucket {}) needs a build with the s3 feature",
+            s3.bucket
+        )))
+    }
+
+    #[cfg(feature = "gcs")]
+    async fn gcs(gcs: &GcsConfig) -> Result<Remote> {
+        let store = Arc::new(crate::store::GcsStore::new(gcs.clone()).await?);
+        store.check().await?;
+        Ok(Remote {
+            store: store.clone(),
+            bucket: store,
+            description: format!("gcs bucket {}", gcs.bucket),
+        })
+    }
+
+    #[cfg(not(feature = "gcs"))]
+    async fn gcs(gcs: &GcsConfig) -> Result<Remote> {
+        Err(Error::failed_precondition(format!(
+            "[storage.gcs] (bucket {}) needs a build with the gcs feature",
+            gcs.bucket
+        )))
     }
 
     /// Opens the disk store and action cache under `data_dir`, written

@@ -5,6 +5,7 @@
 //!
 //! One server serves the whole binary (each test under its own prefix);
 //! the outage test starts its own.
+#![cfg(feature = "gcs")]
 
 #[path = "support/fake_gcs.rs"]
 mod fake_gcs;

@@ -7,6 +7,7 @@
 //! ```text
 //! cargo test -p reapi-cas --release --test s3_store -- --ignored --nocapture throughput
 //! ```
+#![cfg(feature = "s3")]
 
 // One SeaweedFS launcher serves the storage tests and the end-to-end tests.
 #[path = "../../e2e/src/seaweedfs.rs"]

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use reapi_cas::service::inline::{inline_outputs, InlineRequest};
 use reapi_core::execution::ExecutionJob;
 use reapi_core::platform::{ensure_satisfiable, Requirements};
@@ -17,14 +17,16 @@ use reapi_core::proto::remote_execution::{
 use reapi_core::{
     ActionCache, BlobStore, Digest, DigestFunction, ErrorExt, InstancePolicy, Result,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::action_loader::{check_inputs, effective_timeout, load_action};
-use crate::operation::{OperationState, OperationWatch, Stage};
+use crate::operation::{parse_name, OperationState, OperationWatch, Stage};
+use crate::peers::{forward, Peers, Target};
 use crate::scheduler::{Scheduler, Submission};
 
 pub struct ExecutionService {
     scheduler: Arc<Scheduler>,
+    peers: Arc<Peers>,
     cas: Arc<dyn BlobStore>,
     action_cache: Arc<dyn ActionCache>,
     instances: InstancePolicy,
@@ -44,12 +46,14 @@ type OperationStream = Pin<Box<dyn Stream<Item = Result<Operation, Status>> + Se
 impl ExecutionService {
     pub fn new(
         scheduler: Arc<Scheduler>,
+        peers: Arc<Peers>,
         cas: Arc<dyn BlobStore>,
         action_cache: Arc<dyn ActionCache>,
         instances: InstancePolicy,
     ) -> Self {
         ExecutionService {
             scheduler,
+            peers,
             cas,
             action_cache,
             instances,
@@ -203,7 +207,13 @@ impl Execution for ExecutionService {
         request: Request<ExecuteRequest>,
     ) -> Result<Response<OperationStream>, Status> {
         let build = tool_invocation_id(request.metadata());
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
+        if !forward::is_forwarded(&metadata) {
+            if let Some(stream) = self.forward_to_home(&req, &metadata).await? {
+                return Ok(Response::new(stream));
+            }
+        }
         let inline = Inline {
             instance: req.instance_name.clone(),
             stdout: req.inline_stdout,
@@ -233,7 +243,36 @@ impl Execution for ExecutionService {
         &self,
         request: Request<WaitExecutionRequest>,
     ) -> Result<Response<OperationStream>, Status> {
-        let name = request.into_inner().name;
+        let metadata = request.metadata().clone();
+        let request = request.into_inner();
+        let name = request.name.clone();
+        let home = match parse_name(&name) {
+            Some((home, _)) => home.to_string(),
+            None => {
+                return Err(Status::not_found(format!(
+                    "operation {name:?} is unknown; execute the action again"
+                )))
+            }
+        };
+        match self.peers.route(&home) {
+            Some(Target::Local) => {}
+            Some(Target::Peer { id, address }) => {
+                let stream = forward::wait_execution(&self.peers, &address, request, &metadata)
+                    .await
+                    .inspect_err(|status| {
+                        if forward::unreachable(status) {
+                            self.peers.suspect(&id);
+                        }
+                    })?;
+                return Ok(Response::new(relay(stream, id)));
+            }
+            None => {
+                return Err(Status::not_found(format!(
+                    "operation {name:?} belongs to scheduler {home}, which is not a live member \
+                     of this cluster; execute the action again"
+                )))
+            }
+        }
         let watch = self.scheduler.subscribe(&name).ok_or_else(|| {
             Status::not_found(format!(
                 "operation {name:?} is unknown; execute the action again"
@@ -241,4 +280,48 @@ impl Execution for ExecutionService {
         })?;
         Ok(Response::new(self.stream(watch, Inline::default())))
     }
+}
+
+impl ExecutionService {
+    /// Sends an Execute to the action's home when that is another
+    /// scheduler; `None` when this scheduler is the home. A home that
+    /// cannot be reached is routed around: the next candidate serves it.
+    async fn forward_to_home(
+        &self,
+        req: &ExecuteRequest,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Option<OperationStream>, Status> {
+        // Malformed requests are answered here, without a hop.
+        self.instances.check(&req.instance_name)?;
+        DigestFunction::from_proto(req.digest_function)?;
+        let digest = Digest::from_proto_field(req.action_digest.as_ref(), "action_digest")?;
+        for home in self.peers.homes(&req.instance_name, &digest) {
+            let Target::Peer { id, address } = home else {
+                return Ok(None);
+            };
+            match forward::execute(&self.peers, &address, req.clone(), metadata).await {
+                Ok(stream) => {
+                    tracing::debug!(action = %digest, home = %id, "Execute forwarded to the action's home");
+                    return Ok(Some(relay(stream, id)));
+                }
+                Err(status) if forward::unreachable(&status) => self.peers.suspect(&id),
+                Err(status) => return Err(status),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A stream from another scheduler, passed on. If that scheduler goes away
+/// mid-stream the client hears UNAVAILABLE, so it retries: WaitExecution
+/// then answers NOT_FOUND for the lost home, and the action runs again.
+fn relay(stream: Streaming<Operation>, home: String) -> OperationStream {
+    Box::pin(stream.map(move |item| {
+        item.map_err(|status| {
+            Status::unavailable(format!(
+                "scheduler {home}, home of the operation, failed: {}",
+                status.message()
+            ))
+        })
+    }))
 }

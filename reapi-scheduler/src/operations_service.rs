@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reapi_core::proto::longrunning::operations_client::OperationsClient;
 use reapi_core::proto::longrunning::operations_server::Operations;
 use reapi_core::proto::longrunning::{
     CancelOperationRequest, DeleteOperationRequest, GetOperationRequest, ListOperationsRequest,
@@ -11,8 +12,12 @@ use reapi_core::proto::longrunning::{
 };
 use reapi_core::proto::protobuf::Empty;
 use reapi_core::proto::time;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::operation::parse_name;
+use crate::peers::{forward, Peers, Target};
 use crate::scheduler::Scheduler;
 
 const DEFAULT_PAGE: usize = 100;
@@ -23,15 +28,57 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 pub struct OperationsService {
     scheduler: Arc<Scheduler>,
+    peers: Arc<Peers>,
+}
+
+/// Where one operation is served.
+enum Route {
+    Local,
+    Peer(String, OperationsClient<Channel>),
 }
 
 impl OperationsService {
-    pub fn new(scheduler: Arc<Scheduler>) -> Self {
-        OperationsService { scheduler }
+    pub fn new(scheduler: Arc<Scheduler>, peers: Arc<Peers>) -> Self {
+        OperationsService { scheduler, peers }
     }
 
     fn unknown(name: &str) -> Status {
         Status::not_found(format!("operation {name:?} is unknown"))
+    }
+
+    /// The scheduler an operation's name says is its home; NOT_FOUND when
+    /// that scheduler is not a live member. Names that are not ours are
+    /// looked up here (and are unknown).
+    fn route(&self, name: &str, metadata: &MetadataMap) -> Result<Route, Status> {
+        if forward::is_forwarded(metadata) {
+            return Ok(Route::Local);
+        }
+        let Some((home, _)) = parse_name(name) else {
+            return Ok(Route::Local);
+        };
+        match self.peers.route(home) {
+            Some(Target::Local) => Ok(Route::Local),
+            Some(Target::Peer { id, address }) => {
+                let channel = self
+                    .peers
+                    .channel(&address)
+                    .ok_or_else(|| Status::unavailable(format!("bad peer address {address}")))?;
+                Ok(Route::Peer(id, forward::operations(channel)))
+            }
+            None => Err(Status::not_found(format!(
+                "operation {name:?} belongs to scheduler {home}, which is not a live member of this cluster"
+            ))),
+        }
+    }
+
+    /// Notes a peer that could not be reached.
+    fn failed<T>(&self, id: &str, result: Result<T, Status>) -> Result<T, Status> {
+        if let Err(status) = &result {
+            if forward::unreachable(status) {
+                self.peers.suspect(id);
+            }
+        }
+        result
     }
 }
 
@@ -90,6 +137,13 @@ impl Operations for OperationsService {
         &self,
         request: Request<GetOperationRequest>,
     ) -> Result<Response<Operation>, Status> {
+        if let Route::Peer(id, mut client) =
+            self.route(&request.get_ref().name, request.metadata())?
+        {
+            let onward =
+                forward::onward(&self.peers, request.get_ref().clone(), request.metadata());
+            return self.failed(&id, client.get_operation(onward).await);
+        }
         let name = request.into_inner().name;
         let op = self
             .scheduler
@@ -102,6 +156,13 @@ impl Operations for OperationsService {
         &self,
         request: Request<DeleteOperationRequest>,
     ) -> Result<Response<Empty>, Status> {
+        if let Route::Peer(id, mut client) =
+            self.route(&request.get_ref().name, request.metadata())?
+        {
+            let onward =
+                forward::onward(&self.peers, request.get_ref().clone(), request.metadata());
+            return self.failed(&id, client.delete_operation(onward).await);
+        }
         let name = request.into_inner().name;
         // Finished operations expire on their own; deleting a live one would
         // strand the clients waiting on it.
@@ -118,6 +179,13 @@ impl Operations for OperationsService {
         &self,
         request: Request<CancelOperationRequest>,
     ) -> Result<Response<Empty>, Status> {
+        if let Route::Peer(id, mut client) =
+            self.route(&request.get_ref().name, request.metadata())?
+        {
+            let onward =
+                forward::onward(&self.peers, request.get_ref().clone(), request.metadata());
+            return self.failed(&id, client.cancel_operation(onward).await);
+        }
         let name = request.into_inner().name;
         self.scheduler.cancel(&name)?;
         Ok(Response::new(Empty {}))
@@ -127,6 +195,13 @@ impl Operations for OperationsService {
         &self,
         request: Request<WaitOperationRequest>,
     ) -> Result<Response<Operation>, Status> {
+        if let Route::Peer(id, mut client) =
+            self.route(&request.get_ref().name, request.metadata())?
+        {
+            let onward =
+                forward::onward(&self.peers, request.get_ref().clone(), request.metadata());
+            return self.failed(&id, client.wait_operation(onward).await);
+        }
         let req = request.into_inner();
         let mut watch = self
             .scheduler

@@ -56,6 +56,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         wait_for_worker(&scheduler).await?;
         let execution = ExecutionServices {
             scheduler,
+            peers: None,
             store: storage.store.clone(),
             action_cache: storage.action_cache.clone(),
             instances: storage.instances.clone(),

@@ -52,7 +52,7 @@ impl Worker {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(interval) => {}
-                    _ = shutdown.changed() => if *shutdown.borrow() { return },
+                    _ = super::link::raised(&mut shutdown) => return,
                 }
             }
         })

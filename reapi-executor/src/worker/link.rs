@@ -63,8 +63,8 @@ pub(super) async fn run_link(
                             None => break "the scheduler ended it".to_string(),
                         },
                         _ = tick.tick() => inner.send_report(link),
-                        _ = stopped.changed() => if *stopped.borrow() { break "stopped".to_string() },
-                        _ = shutdown.changed() => if *shutdown.borrow() { break "the worker stopped".to_string() },
+                        _ = raised(&mut stopped) => break "stopped".to_string(),
+                        _ = raised(&mut shutdown) => break "the worker stopped".to_string(),
                     }
                 };
                 inner.remove_link(link);
@@ -78,9 +78,18 @@ pub(super) async fn run_link(
         let pause = inner.config.reconnect_delay * failures.clamp(1, 5);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = stopped.changed() => {}
-            _ = shutdown.changed() => {}
+            _ = raised(&mut stopped) => {}
+            _ = raised(&mut shutdown) => {}
         }
+    }
+}
+
+/// Resolves once `flag` is true. A flag whose sender is gone can no longer
+/// be raised: this then never resolves (a dropped `LinkHandle` leaves its
+/// link running).
+pub(super) async fn raised(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|raised| *raised).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

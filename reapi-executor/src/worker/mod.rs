@@ -153,7 +153,7 @@ impl Worker {
 
     /// Keeps a link to the scheduler `connector` reaches, reconnecting
     /// whenever it breaks, until the handle is stopped or the worker shuts
-    /// down.
+    /// down. Dropping the handle leaves the link up.
     pub fn connect(&self, connector: Arc<dyn SchedulerConnector>) -> LinkHandle {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(link::run_link(self.inner.clone(), connector, stopped));

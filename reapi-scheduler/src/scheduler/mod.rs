@@ -237,6 +237,24 @@ impl Scheduler {
         ops
     }
 
+    /// Operations queued or running.
+    pub fn active_operations(&self) -> usize {
+        self.state.lock().active.len()
+    }
+
+    /// Waits until no operation is queued or running, or `limit` passes;
+    /// true when idle.
+    pub async fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.active_operations() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        true
+    }
+
     /// Operations waiting for an executor.
     pub fn queue_len(&self) -> usize {
         self.state.lock().queued

@@ -26,6 +26,7 @@ use reapi_core::proto::remote_execution::capabilities_client::CapabilitiesClient
 use reapi_core::proto::remote_execution::content_addressable_storage_client::ContentAddressableStorageClient;
 use reapi_core::proto::remote_execution::execution_client::ExecutionClient;
 use reapi_executor::host::host_properties;
+use reapi_executor::worker::LinkHandle;
 use reapi_executor::{
     LocalExecutorConfig, LocalExecutorPool, ProcessSandbox, Worker, WorkerConfig,
 };
@@ -68,6 +69,11 @@ pub struct Config {
     pub instances: Option<Vec<String>>,
     /// Extra executor properties (`name=value`), on top of the host's.
     pub platform: Vec<String>,
+    /// Whether the server links its own worker (local executors) to the
+    /// scheduler. Without it, only workers the test connects over
+    /// `WorkerLink` run anything, and actions wait in the queue until one
+    /// does.
+    pub in_process_worker: bool,
 }
 
 impl Default for Config {
@@ -77,6 +83,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             instances: None,
             platform: Vec::new(),
+            in_process_worker: true,
         }
     }
 }
@@ -89,7 +96,13 @@ pub struct Server {
     pub addr: SocketAddr,
     pub channel: Channel,
     pub scheduler: Arc<Scheduler>,
-    pub worker: Worker,
+    /// The in-process worker, unless [`Config::in_process_worker`] is off.
+    pub worker: Option<Worker>,
+    /// The in-process worker's link. Dropping a `LinkHandle` does not stop
+    /// the link, but (see `worker_protocol.rs`,
+    /// `a_worker_link_whose_handle_is_dropped_does_not_spin`) makes its task
+    /// spin; so it is kept.
+    _link: Option<LinkHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     dir: TempDir,
@@ -112,26 +125,35 @@ impl Server {
         .await
         .expect("opening the storage");
 
-        let mut executor_config =
-            LocalExecutorConfig::new(dir.path().join("data").join("work")).expect("defaults");
-        executor_config.executors = config.executors;
-        executor_config.properties = host_properties(&config.platform).expect("properties");
-        executor_config.allow_absolute_symlinks = config.scheduler.allow_absolute_symlinks;
-        let pool = LocalExecutorPool::new(
-            storage.store.clone(),
-            Some(storage.disk.clone()),
-            Arc::new(ProcessSandbox::new()),
-            executor_config,
-        )
-        .await
-        .expect("starting the executor pool");
         let scheduler = Scheduler::start(storage.action_cache.clone(), config.scheduler.clone());
-        let worker = Worker::new(WorkerConfig::new("local"), vec![Arc::new(pool)]);
-        worker.connect(Arc::new(InProcessConnector::new(scheduler.clone())));
-        let registered = eventually(PATIENCE, || scheduler.executor_summary().workers > 0).await;
-        assert!(registered, "the in-process worker did not register");
+        let worker = if config.in_process_worker {
+            let mut executor_config =
+                LocalExecutorConfig::new(dir.path().join("data").join("work")).expect("defaults");
+            executor_config.executors = config.executors;
+            executor_config.properties = host_properties(&config.platform).expect("properties");
+            executor_config.allow_absolute_symlinks = config.scheduler.allow_absolute_symlinks;
+            let pool = LocalExecutorPool::new(
+                storage.store.clone(),
+                Some(storage.disk.clone()),
+                Arc::new(ProcessSandbox::new()),
+                executor_config,
+            )
+            .await
+            .expect("starting the executor pool");
+            let worker = Worker::new(WorkerConfig::new("local"), vec![Arc::new(pool)]);
+            // Kept for the server's life: the link runs until it is stopped.
+            let link = worker.connect(Arc::new(InProcessConnector::new(scheduler.clone())));
+            let registered =
+                eventually(PATIENCE, || scheduler.executor_summary().workers > 0).await;
+            assert!(registered, "the in-process worker did not register");
+            Some((worker, link))
+        } else {
+            None
+        };
+        let (worker, link) = worker.unzip();
         let execution = ExecutionServices {
             scheduler: scheduler.clone(),
+            peers: None,
             store: storage.store.clone(),
             action_cache: storage.action_cache.clone(),
             instances: storage.instances.clone(),
@@ -170,6 +192,7 @@ impl Server {
             channel,
             scheduler,
             worker,
+            _link: link,
             shutdown: Some(shutdown),
             task,
             dir,

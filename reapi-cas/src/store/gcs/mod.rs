@@ -8,14 +8,14 @@
 //! through a resumable session whose last chunk is sent only after the hash
 //! matched (see `writer.rs`).
 //!
-//! One file per job: `config.rs` (settings), `client.rs` (HTTP, auth,
+//! One file per job: `../gcs_config.rs` (settings, built with or without
+//! the `gcs` feature), `client.rs` (HTTP, auth,
 //! retries, timeouts), `errors.rs` (status -> gRPC code), `retry.rs`
 //! (backoff), `keys.rs` (object names), `objects.rs` (stat, whole download
 //! and upload), `download.rs` (ranged streams), `resumable.rs` (upload
 //! sessions), `writer.rs` (`BlobWriter`).
 
 mod client;
-mod config;
 mod download;
 mod errors;
 mod keys;
@@ -32,7 +32,8 @@ use futures::{StreamExt, TryStreamExt};
 use reapi_core::blob_store::{collect_stream, BlobStore, BlobWriter, ChunkStream};
 use reapi_core::{Digest, DigestHasher, ErrorExt, Result};
 
-pub use config::{GcsConfig, CHUNK_GRANULARITY, DEFAULT_ENDPOINT};
+use super::gcs_config as config;
+pub use super::gcs_config::{GcsConfig, CHUNK_GRANULARITY, DEFAULT_ENDPOINT};
 
 use self::client::GcsClient;
 use self::keys::Keys;

@@ -1,7 +1,8 @@
 //! `S3Store`: blobs in an S3 bucket (AWS or any S3-compatible server), on
 //! `aws-sdk-s3`.
 //!
-//! One file per job: `config.rs` (the `[storage.s3]` section), `client.rs`
+//! One file per job: `../s3_config.rs` (the `[storage.s3]` section, built
+//! with or without the `s3` feature), `client.rs`
 //! (SDK client, retries, timeouts), `keys.rs` (key layout), `error.rs`
 //! (S3 failures as gRPC codes), `read.rs` (streaming ranged GETs),
 //! `writer.rs` + `multipart.rs` + `put.rs` (verified uploads),
@@ -23,7 +24,6 @@
 
 mod blob_store;
 mod client;
-mod config;
 mod error;
 mod keys;
 mod multipart;
@@ -37,7 +37,8 @@ use std::sync::Arc;
 use aws_sdk_s3::Client;
 use reapi_core::Result;
 
-pub use config::S3Config;
+use super::s3_config as config;
+pub use super::s3_config::S3Config;
 use error::{sdk_error, Op};
 use keys::KeyLayout;
 use put::Target;

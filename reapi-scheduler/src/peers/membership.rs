@@ -1,0 +1,330 @@
+//! Who the schedulers of the cluster are and which of them are alive.
+//! Each scheduler resolves the member list (addresses, or a DNS name whose
+//! addresses are all the schedulers) and heartbeats every address; a peer
+//! is live while its heartbeats succeed within the peer timeout. Answers
+//! carry the peer's id (new at every start), so a restarted peer is a new
+//! member and its predecessor's operations are unknown. A peer a forward
+//! could not reach is suspected until its next good heartbeat.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use reapi_core::cluster::discovery::MemberList;
+use reapi_core::cluster::messages::PeerHeartbeat;
+use reapi_core::cluster::rendezvous::{self, member_hash, PlacementKey};
+use reapi_core::cluster::service::SchedulerPeersClient;
+use reapi_core::Digest;
+use tonic::transport::{Channel, Endpoint};
+
+/// Where a request about an action or operation is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// This scheduler.
+    Local,
+    /// Another live scheduler.
+    Peer { id: String, address: String },
+}
+
+struct PeerState {
+    address: String,
+    hash: u64,
+    last_ok: Instant,
+    draining: bool,
+    suspected: bool,
+}
+
+pub struct Peers {
+    id: String,
+    hash: u64,
+    address: String,
+    draining: AtomicBool,
+    timeout: Duration,
+    table: RwLock<HashMap<String, PeerState>>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    /// A cluster of one: every action's home is this scheduler.
+    pub fn solo(id: &str) -> Arc<Self> {
+        Arc::new(Self::new(id, String::new(), Duration::from_secs(10)))
+    }
+
+    fn new(id: &str, address: String, timeout: Duration) -> Self {
+        Peers {
+            id: id.to_string(),
+            hash: member_hash(id),
+            address,
+            draining: AtomicBool::new(false),
+            timeout,
+            table: RwLock::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts following `members`: heartbeats every `interval`; a peer is
+    /// dead after `timeout` without a good one. `address` is where the
+    /// others reach this scheduler.
+    pub fn start(
+        id: &str,
+        address: String,
+        members: MemberList,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Arc<Self> {
+        let peers = Arc::new(Self::new(id, address, timeout));
+        let weak = Arc::downgrade(&peers);
+        tokio::spawn(async move {
+            let mut addresses = Vec::new();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for round in 0u64.. {
+                tick.tick().await;
+                // Names are resolved again every few rounds, and until
+                // something resolves.
+                if round % 5 == 0 || addresses.is_empty() {
+                    match members.resolve().await {
+                        Ok(found) => addresses = found.into_iter().collect(),
+                        Err(e) => tracing::warn!(error = %e, "cannot resolve the schedulers"),
+                    }
+                }
+                let Some(peers) = weak.upgrade() else {
+                    return;
+                };
+                peers.beat_all(&addresses, interval).await;
+            }
+        });
+        peers
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// This scheduler takes no new actions as their home.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// This scheduler's heartbeat, as sent and as answered.
+    pub fn beat(&self) -> PeerHeartbeat {
+        PeerHeartbeat {
+            scheduler_id: self.id.clone(),
+            address: self.address.clone(),
+            draining: self.is_draining(),
+        }
+    }
+
+    async fn beat_all(&self, addresses: &[std::net::SocketAddr], interval: Duration) {
+        let beats = addresses.iter().map(|address| {
+            let address = address.to_string();
+            async move {
+                let channel = self.channel(&address)?;
+                let answer = tokio::time::timeout(
+                    interval.max(Duration::from_millis(500)),
+                    SchedulerPeersClient::new(channel).heartbeat(self.beat()),
+                )
+                .await
+                .ok()?
+                .ok()?;
+                Some((address, answer))
+            }
+        });
+        for (address, answer) in futures::future::join_all(beats).await.into_iter().flatten() {
+            self.heard(&address, &answer);
+        }
+        let forget = self.timeout * 3;
+        self.table
+            .write()
+            .retain(|_, peer| peer.last_ok.elapsed() < forget);
+    }
+
+    /// Records a good heartbeat from (or answer of) a peer at `address`.
+    pub fn heard(&self, address: &str, beat: &PeerHeartbeat) {
+        if beat.scheduler_id == self.id || !crate::operation::is_scheduler_id(&beat.scheduler_id) {
+            return;
+        }
+        let address = if beat.address.is_empty() {
+            address.to_string()
+        } else {
+            beat.address.clone()
+        };
+        let mut table = self.table.write();
+        // A new id at a known address is that peer restarted: the old one
+        // is gone, with its operations.
+        table.retain(|id, peer| peer.address != address || *id == beat.scheduler_id);
+        let joined = !table.contains_key(&beat.scheduler_id);
+        table.insert(
+            beat.scheduler_id.clone(),
+            PeerState {
+                address: address.clone(),
+                hash: member_hash(&beat.scheduler_id),
+                last_ok: Instant::now(),
+                draining: beat.draining,
+                suspected: false,
+            },
+        );
+        if joined {
+            tracing::info!(peer = %beat.scheduler_id, %address, "scheduler peer is live");
+        }
+    }
+
+    /// A forward to `id` failed to connect: route around it until its next
+    /// good heartbeat.
+    pub fn suspect(&self, id: &str) {
+        if let Some(peer) = self.table.write().get_mut(id) {
+            if !peer.suspected {
+                tracing::warn!(peer = %id, "scheduler peer unreachable; routing around it");
+            }
+            peer.suspected = true;
+        }
+    }
+
+    fn is_live(&self, peer: &PeerState) -> bool {
+        !peer.suspected && peer.last_ok.elapsed() < self.timeout
+    }
+
+    /// Live schedulers that take new actions, this one included unless it
+    /// drains, with their placement hashes.
+    fn candidates(&self) -> Vec<(u64, Target)> {
+        let table = self.table.read();
+        let mut members: Vec<(u64, Target)> = table
+            .iter()
+            .filter(|(_, peer)| self.is_live(peer) && !peer.draining)
+            .map(|(id, peer)| {
+                (
+                    peer.hash,
+                    Target::Peer {
+                        id: id.clone(),
+                        address: peer.address.clone(),
+                    },
+                )
+            })
+            .collect();
+        if !self.is_draining() || members.is_empty() {
+            members.push((self.hash, Target::Local));
+        }
+        members
+    }
+
+    /// Every candidate home of an action, best first.
+    pub fn homes(&self, instance: &str, digest: &Digest) -> Vec<Target> {
+        rendezvous::rank(
+            PlacementKey::for_digest(instance, digest),
+            &self.candidates(),
+        )
+    }
+
+    /// Where the operations of scheduler `id` are served: `None` when it is
+    /// not a live member.
+    pub fn route(&self, id: &str) -> Option<Target> {
+        if id == self.id {
+            return Some(Target::Local);
+        }
+        let table = self.table.read();
+        let peer = table.get(id)?;
+        self.is_live(peer).then(|| Target::Peer {
+            id: id.to_string(),
+            address: peer.address.clone(),
+        })
+    }
+
+    /// Live peers, for status.
+    pub fn live_peers(&self) -> Vec<String> {
+        let table = self.table.read();
+        let mut ids: Vec<String> = table
+            .iter()
+            .filter(|(_, peer)| self.is_live(peer))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// A channel to a peer, connected lazily and kept.
+    pub fn channel(&self, address: &str) -> Option<Channel> {
+        let mut channels = self.channels.lock();
+        if let Some(channel) = channels.get(address) {
+            return Some(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .ok()?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Some(channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(id: &str, address: &str) -> PeerHeartbeat {
+        PeerHeartbeat {
+            scheduler_id: id.into(),
+            address: address.into(),
+            draining: false,
+        }
+    }
+
+    #[test]
+    fn a_solo_scheduler_is_every_actions_home() {
+        let peers = Peers::solo("aaaa");
+        let digest = Digest::of_bytes(b"x");
+        assert_eq!(peers.homes("", &digest), [Target::Local]);
+        assert_eq!(peers.route("aaaa"), Some(Target::Local));
+        assert_eq!(peers.route("bbbb"), None);
+    }
+
+    #[test]
+    fn homes_spread_over_live_peers_and_follow_restarts() {
+        let peers = Peers::solo("aaaa");
+        peers.heard("10.0.0.2:1", &beat("bbbb", "10.0.0.2:1"));
+        peers.heard("10.0.0.3:1", &beat("cccc", "10.0.0.3:1"));
+        let mut local = 0;
+        for i in 0..300 {
+            let digest = Digest::of_bytes(format!("{i}").as_bytes());
+            if peers.homes("", &digest)[0] == Target::Local {
+                local += 1;
+            }
+        }
+        assert!((60..140).contains(&local), "{local} of 300 homed here");
+        // bbbb restarts as dddd at the same address.
+        peers.heard("10.0.0.2:1", &beat("dddd", "10.0.0.2:1"));
+        assert_eq!(peers.route("bbbb"), None);
+        assert!(matches!(peers.route("dddd"), Some(Target::Peer { .. })));
+        // A suspected peer is routed around.
+        peers.suspect("cccc");
+        assert_eq!(peers.route("cccc"), None);
+        assert_eq!(peers.live_peers(), ["dddd"]);
+    }
+
+    #[test]
+    fn a_draining_scheduler_homes_nothing_new_while_peers_live() {
+        let peers = Peers::solo("aaaa");
+        peers.heard("10.0.0.2:1", &beat("bbbb", ""));
+        peers.set_draining();
+        for i in 0..50 {
+            let digest = Digest::of_bytes(format!("{i}").as_bytes());
+            assert_eq!(peers.homes("", &digest).len(), 1);
+            assert_ne!(peers.homes("", &digest)[0], Target::Local);
+        }
+        // Its own operations still route here.
+        assert_eq!(peers.route("aaaa"), Some(Target::Local));
+    }
+}
