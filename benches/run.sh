@@ -123,7 +123,7 @@ start_server() {
     local out="$RESULTS/server-$name.stdout" err="$RESULTS/server-$name.log"
     mkdir -p "$data"
     RUST_LOG=${SERVER_LOG:-warn} "${SERVER_CPU[@]}" "$SERVER_BIN" --listen 127.0.0.1:0 \
-        --data-dir "$data" --executors "$executors" >"$out" 2>"$err" &
+        --data-dir "$data" --executors "$executors" --orphan_timeout 1h >"$out" 2>"$err" &
     SERVER_PID=$!
     SERVER_PIDS+=("$SERVER_PID")
     SERVER_ADDR=
@@ -201,6 +201,34 @@ start_server queue 1 "$RUN_DIR/queue"
 QUEUE_PID=$SERVER_PID
 bench queue-fill queue-fill --count "$QUEUED" --concurrency 32 --max-time 300s
 stop_server "$QUEUE_PID"
+
+# --- dispatch: a scheduler and simulated workers ---------------------------------
+# reapi-scheduler without workers of its own; reapi-bench links simulated
+# workers over the cluster protocol. The backlog phase dispatches 1 k, 10 k
+# and 100 k queued actions (the queued Execute streams are dropped, hence
+# the long orphan timeout).
+SCHEDULER_BIN=${SCHEDULER_BIN:-$(dirname "$SERVER_BIN")/reapi-scheduler}
+for backlog in 1000 10000 $QUEUED; do
+    log "dispatch: $backlog queued, 200 simulated workers x 4 executors"
+    out="$RESULTS/scheduler-$backlog.stdout" err="$RESULTS/scheduler-$backlog.log"
+    mkdir -p "$RUN_DIR/scheduler-$backlog"
+    RUST_LOG=${SERVER_LOG:-warn} "${SERVER_CPU[@]}" "$SCHEDULER_BIN" --listen 127.0.0.1:0 \
+        --data-dir "$RUN_DIR/scheduler-$backlog" --orphan_timeout 1h >"$out" 2>"$err" &
+    SCHED_PID=$!
+    SERVER_PIDS+=("$SCHED_PID")
+    SCHED_ADDR=
+    for _ in $(seq 600); do
+        SCHED_ADDR=$(sed -n 's/^reapi-scheduler listening on \([0-9.:]*\),.*/\1/p' "$out")
+        [ -n "$SCHED_ADDR" ] && break
+        sleep 0.1
+    done
+    [ -n "$SCHED_ADDR" ] || { cat "$err" >&2; echo "run.sh: the scheduler did not start" >&2; exit 1; }
+    timeout 900 "${CLIENT_CPU[@]}" "$BENCH_BIN" dispatch --target "grpc://$SCHED_ADDR" --server-pid "$SCHED_PID" \
+        --workers 200 --executors 4 --queued "$backlog" --concurrency 32 \
+        --warmup "$WARMUP" --duration "$DURATION" --max-time 300s --quiet \
+        --json "$RESULTS/dispatch-$backlog.json" >&2
+    stop_server "$SCHED_PID"
+done
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 cat >"$RESULTS/machine.json" <<EOF

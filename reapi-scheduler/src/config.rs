@@ -26,8 +26,9 @@ pub struct SchedulerConfig {
     /// A worker that sends nothing for this long is dead: its leases go
     /// back to the queue.
     pub heartbeat_timeout: Duration,
-    /// A queued or running operation that no client has watched for this
-    /// long is cancelled (its client is gone), and a running action killed.
+    /// A queued or running operation that no client has watched (no open
+    /// Execute or WaitExecution stream, no GetOperation) for this long is
+    /// cancelled: its client is gone, and a running action is killed.
     pub orphan_timeout: Duration,
     /// Added to an action's timeout to make its lease's deadline: time to
     /// lay out inputs and upload outputs. A worker stops a run past it.

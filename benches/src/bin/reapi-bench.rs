@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use reapi_benches::limits::{limits, LimitsArgs};
 use reapi_benches::options::Common;
 use reapi_benches::report::{print_table, write_json, Output, Report};
-use reapi_benches::scenarios::{ac, batch, cas, execute, find_missing};
+use reapi_benches::scenarios::{ac, batch, cas, dispatch, execute, find_missing};
 use reapi_benches::summary::{summarize, SummarizeArgs};
 
 #[derive(Parser, Debug)]
@@ -36,6 +36,9 @@ enum Command {
     Ac(ac::AcArgs),
     /// Execute of trivial actions with warm inputs.
     Execute(execute::ExecuteArgs),
+    /// Dispatch rate and queue-to-start latency of a scheduler, with
+    /// simulated workers speaking the cluster protocol.
+    Dispatch(dispatch::DispatchArgs),
     /// Occupies the executors, queues many actions and reads the server's
     /// memory growth (needs --server-pid), then cancels them.
     QueueFill(execute::QueueFillArgs),
@@ -85,6 +88,10 @@ fn main() -> ExitCode {
         Command::Execute(args) => (
             args.common.clone(),
             runtime.block_on(execute::execute(args)),
+        ),
+        Command::Dispatch(args) => (
+            args.common.clone(),
+            runtime.block_on(dispatch::dispatch(args)),
         ),
         Command::QueueFill(args) => (
             args.common.clone(),

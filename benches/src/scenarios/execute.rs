@@ -89,12 +89,12 @@ pub struct QueueFillArgs {
 }
 
 /// The messages of a trivial action, ready to upload.
-struct ActionKit {
-    uploads: Vec<Upload>,
-    template: re::Action,
+pub(crate) struct ActionKit {
+    pub(crate) uploads: Vec<Upload>,
+    pub(crate) template: re::Action,
 }
 
-fn action_kit(
+pub(crate) fn action_kit(
     seed: u64,
     arguments: Vec<String>,
     input_size: u64,
@@ -377,7 +377,7 @@ pub async fn execute(args: ExecuteArgs) -> Result<Vec<Report>, String> {
 
 /// Submits an Execute and returns the operation name once the operation has
 /// reached `until_stage` (QUEUED = 2, EXECUTING = 3) or later.
-async fn submit(
+pub(crate) async fn submit(
     client: &mut re::execution_client::ExecutionClient<Channel>,
     request: re::ExecuteRequest,
     until_stage: i32,

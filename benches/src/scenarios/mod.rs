@@ -3,5 +3,6 @@
 pub mod ac;
 pub mod batch;
 pub mod cas;
+pub mod dispatch;
 pub mod execute;
 pub mod find_missing;

@@ -12,7 +12,7 @@ use reapi_bin::run::{main_with, shutdown_signal};
 use reapi_cas::service::listener;
 use reapi_executor::worker::worker_id;
 use reapi_executor::{LocalExecutorPool, Worker, WorkerConfig};
-use reapi_scheduler::{ExecutionServices, InProcessConnector, Scheduler, SchedulerConfig};
+use reapi_scheduler::{ExecutionServices, InProcessConnector, Scheduler};
 use tonic::service::RoutesBuilder;
 
 fn main() -> ExitCode {
@@ -39,7 +39,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let mut storage_services = storage.services();
     let mut worker = None;
     if config.executors != Some(0) {
-        let scheduler = Scheduler::start(storage.action_cache.clone(), SchedulerConfig::default());
+        let scheduler = Scheduler::start(storage.action_cache.clone(), config.scheduler.clone());
         let id = worker_id::load_or_create(&data_dir).map_err(|e| e.to_string())?;
         let pool = LocalExecutorPool::for_host(
             storage.store.clone(),

@@ -27,6 +27,7 @@ pub struct FileConfig {
     /// Where a worker reaches the cluster's CAS when no bucket is set.
     pub cas: Option<String>,
     pub heartbeat_timeout: Option<String>,
+    pub orphan_timeout: Option<String>,
     pub drain_grace: Option<String>,
 }
 

@@ -4,11 +4,13 @@
 //!
 //! - [`file`]: the TOML format;
 //! - [`storage`]: the storage flags every binary has;
+//! - [`scheduling`]: the flags of the binaries that run a scheduler;
 //! - [`server`], [`scheduler`], [`worker`]: each binary's flags and
 //!   resolved configuration.
 
 pub mod file;
 pub mod scheduler;
+pub mod scheduling;
 pub mod server;
 pub mod storage;
 pub mod worker;

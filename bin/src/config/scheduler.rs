@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Parser;
 use reapi_cas::config::StorageConfig;
@@ -11,7 +10,7 @@ use reapi_core::cluster::discovery::MemberList;
 use reapi_scheduler::SchedulerConfig;
 
 use super::file::FileConfig;
-use super::parse_duration_flag;
+use super::scheduling::SchedulingFlags;
 use super::server::resolve_listen;
 use super::storage::StorageFlags;
 
@@ -39,10 +38,8 @@ pub struct SchedulerFlags {
     /// address).
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
-    /// A worker silent for this long is dead and its actions run
-    /// elsewhere (e.g. 10s).
-    #[arg(long = "heartbeat_timeout", value_name = "DURATION", value_parser = parse_duration_flag)]
-    pub heartbeat_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub scheduling: SchedulingFlags,
 }
 
 #[derive(Debug)]
@@ -59,14 +56,7 @@ impl SchedulerProcessConfig {
         let mut file = FileConfig::load(flags.config.as_deref())?;
         let storage = flags.storage.resolve(&mut file)?;
         let schedulers = file.schedulers(&flags.schedulers)?;
-        let mut scheduler = SchedulerConfig::default();
-        if let Some(timeout) = flags.heartbeat_timeout.or(FileConfig::duration(
-            &file.heartbeat_timeout,
-            "heartbeat_timeout",
-        )?) {
-            scheduler.heartbeat_timeout = timeout;
-            scheduler.heartbeat_interval = scheduler.heartbeat_interval.min(timeout / 3);
-        }
+        let scheduler = flags.scheduling.resolve(&file)?;
         Ok(SchedulerProcessConfig {
             listen: resolve_listen(flags.listen, file.listen)?,
             storage,
@@ -80,6 +70,7 @@ impl SchedulerProcessConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_cluster_of_one_by_default() {

@@ -8,8 +8,10 @@ use clap::Parser;
 use reapi_cas::config::StorageConfig;
 
 use super::file::FileConfig;
+use super::scheduling::SchedulingFlags;
 use super::storage::StorageFlags;
 use super::DEFAULT_LISTEN;
+use reapi_scheduler::SchedulerConfig;
 
 #[derive(Parser, Debug, Default)]
 #[command(
@@ -34,6 +36,8 @@ pub struct ServerFlags {
     /// memory).
     #[arg(long = "platform", value_name = "KEY=VALUE")]
     pub platform: Vec<String>,
+    #[command(flatten)]
+    pub scheduling: SchedulingFlags,
 }
 
 #[derive(Debug)]
@@ -43,13 +47,16 @@ pub struct ServerConfig {
     /// `None`: one executor per CPU.
     pub executors: Option<usize>,
     pub platform: Vec<String>,
+    pub scheduler: SchedulerConfig,
 }
 
 impl ServerConfig {
     pub fn load(flags: ServerFlags) -> Result<Self, String> {
         let mut file = FileConfig::load(flags.config.as_deref())?;
         let storage = flags.storage.resolve(&mut file)?;
+        let scheduler = flags.scheduling.resolve(&file)?;
         Ok(ServerConfig {
+            scheduler,
             listen: resolve_listen(flags.listen, file.listen)?,
             storage,
             executors: flags.executors.or(file.executors),

@@ -197,7 +197,10 @@ impl Scheduler {
         }
         let mut state = self.state.lock();
         self.expire_completed(&mut state);
-        if let Some(active) = state.active.get(&id) {
+        if let Some(active) = state.active.get_mut(&id) {
+            // Asking about an operation (GetOperation polling included)
+            // counts as watching it.
+            active.orphaned_since = None;
             return Some(active.watch(&self.id, id));
         }
         let done = state.completed.get(&id)?;
