@@ -75,11 +75,6 @@ impl Scheduler {
                 return;
             }
         };
-        let _ = outbound.send(Ok(SchedulerMessage::welcome(Welcome {
-            scheduler_id: self.id.to_string(),
-            heartbeat_interval: Some(time::to_proto_duration(self.config.heartbeat_interval)),
-            heartbeat_timeout: Some(time::to_proto_duration(self.config.heartbeat_timeout)),
-        })));
         drop(outbound);
         let why = loop {
             tokio::select! {
@@ -113,6 +108,13 @@ impl Scheduler {
             .iter()
             .map(|p| format!("{} x [{}]", p.capacity, p.properties))
             .collect();
+        // The welcome goes out first, under the lock: nothing the scheduler
+        // says about this link (notices, cancels, offers) can overtake it.
+        let _ = outbound.send(Ok(SchedulerMessage::welcome(Welcome {
+            scheduler_id: self.id.to_string(),
+            heartbeat_interval: Some(time::to_proto_duration(self.config.heartbeat_interval)),
+            heartbeat_timeout: Some(time::to_proto_duration(self.config.heartbeat_timeout)),
+        })));
         let conn = state.workers.add(report, pools, outbound, closed);
         tracing::info!(worker = %report.worker_id, address = %report.address, pools = %summary.join(", "), "worker joined");
         // Leases it says it runs are not ours: this is a new link.

@@ -98,10 +98,7 @@ pub struct Server {
     pub scheduler: Arc<Scheduler>,
     /// The in-process worker, unless [`Config::in_process_worker`] is off.
     pub worker: Option<Worker>,
-    /// The in-process worker's link. Dropping a `LinkHandle` does not stop
-    /// the link, but (see `worker_protocol.rs`,
-    /// `a_worker_link_whose_handle_is_dropped_does_not_spin`) makes its task
-    /// spin; so it is kept.
+    /// The in-process worker's link, which runs until stopped.
     _link: Option<LinkHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -141,7 +138,6 @@ impl Server {
             .await
             .expect("starting the executor pool");
             let worker = Worker::new(WorkerConfig::new("local"), vec![Arc::new(pool)]);
-            // Kept for the server's life: the link runs until it is stopped.
             let link = worker.connect(Arc::new(InProcessConnector::new(scheduler.clone())));
             let registered =
                 eventually(PATIENCE, || scheduler.executor_summary().workers > 0).await;
