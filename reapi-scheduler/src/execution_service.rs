@@ -257,14 +257,21 @@ impl Execution for ExecutionService {
         match self.peers.route(&home) {
             Some(Target::Local) => {}
             Some(Target::Peer { id, address }) => {
-                let stream = forward::wait_execution(&self.peers, &address, request, &metadata)
+                return match forward::wait_execution(&self.peers, &address, request, &metadata)
                     .await
-                    .inspect_err(|status| {
-                        if forward::unreachable(status) {
-                            self.peers.suspect(&id);
-                        }
-                    })?;
-                return Ok(Response::new(relay(stream, id)));
+                {
+                    Ok(stream) => Ok(Response::new(relay(stream, id))),
+                    // A home that cannot be reached has lost its operations
+                    // as far as the client can tell: it executes again.
+                    Err(status) if forward::unreachable(&status) => {
+                        self.peers.suspect(&id);
+                        Err(Status::not_found(format!(
+                            "operation {name:?} belongs to scheduler {home}, which cannot be \
+                             reached; execute the action again"
+                        )))
+                    }
+                    Err(status) => Err(status),
+                };
             }
             None => {
                 return Err(Status::not_found(format!(

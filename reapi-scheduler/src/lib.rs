@@ -14,6 +14,7 @@ pub mod config;
 pub mod execution_service;
 mod fair_queue;
 pub mod in_process;
+mod ledger;
 pub mod operation;
 pub mod operations_service;
 pub mod peers;

@@ -11,10 +11,12 @@ use std::time::Instant;
 
 use reapi_core::cluster::messages::StateReport;
 use reapi_core::cluster::SchedulerMessage;
-use reapi_core::platform::{ExecutorProperties, ResourceLedger};
+use reapi_core::platform::ExecutorProperties;
 use reapi_core::{Error, Result};
 use tokio::sync::{mpsc, Notify};
 use tonic::Status;
+
+use crate::ledger::ResourceLedger;
 
 /// Names one link (one connection of one worker) for its lifetime.
 pub(crate) type ConnId = u64;

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reapi_core::execution::ExecutionJob;
-use reapi_core::platform::{Requirements, Reservation};
+use reapi_core::platform::Requirements;
 use reapi_core::proto::remote_execution::{Action, Command, ExecuteResponse};
 use reapi_core::Digest;
 use tokio::sync::watch;
 
 use crate::class_queues::{ClassQueues, Ticket};
 use crate::fair_queue::BuildId;
+use crate::ledger::Reservation;
 use crate::operation::{OperationId, OperationWatch, Progress};
 use crate::workers::{ConnId, LeaseId, Workers};
 
