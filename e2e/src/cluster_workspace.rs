@@ -6,17 +6,23 @@
 //! registers each unit from a constructor and the `//:check` genrule runs it,
 //! so `bazel build //...` alone proves that every object came back right.
 //! The build is long enough (tens of seconds on two cores) to kill a process
-//! in the middle of it.
+//! in the middle of it: [`build_during`] builds on another thread while the
+//! test watches the cluster's logs and strikes, and [`assert_all_remote`]
+//! checks the result.
 
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::bazel::{Bazel, Output};
-use crate::checks::{args, remote_flags_for_url};
+use crate::checks::{args, assert_no_remote_warnings, remote_flags_for_url};
+use crate::summary::ProcessSummary;
 
 /// The number of units, `UNITS` in the workspace's BUILD.
 pub const UNITS: u64 = 96;
@@ -39,6 +45,12 @@ pub const REMOTE_JOBS: u32 = 16;
 /// Bazel's `--remote_timeout` against a cluster, in seconds.
 pub const REMOTE_TIMEOUT_SECS: u64 = 60;
 
+/// The kind Bazel's summary gives to actions executed remotely.
+pub const REMOTE: &str = "remote";
+
+/// How often [`RunningBuild::wait_for`] checks its condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The checked-in workspace.
 pub fn source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster-workspace")
@@ -60,6 +72,136 @@ pub fn build_ok(bazel: &Bazel, flags: &[String]) -> Output {
     let output = bazel.run_ok(&args("build", flags, &[TARGETS]));
     assert_check_output(bazel);
     output
+}
+
+/// A build running on another thread (see [`build_during`]).
+pub struct RunningBuild {
+    done: AtomicBool,
+    started: Instant,
+}
+
+impl RunningBuild {
+    /// Whether Bazel still runs.
+    pub fn is_running(&self) -> bool {
+        !self.done.load(Ordering::SeqCst)
+    }
+
+    /// How long ago the build started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Checks `condition` every 100 ms until it gives a value, and returns
+    /// that; or says why not: the build ended first, or `timeout` passed.
+    /// `what` names the condition for that message.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut condition: impl FnMut() -> Option<T>,
+    ) -> Result<T, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Checked before the build's end, so a condition met by the
+            // build's last moments still counts.
+            let running = self.is_running();
+            if let Some(value) = condition() {
+                return Ok(value);
+            }
+            if !running {
+                return Err(format!(
+                    "the build ended ({:.1?} after it started) before {what}",
+                    self.elapsed()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{what} did not happen within {timeout:?}"));
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+/// Runs `bazel build FLAGS //...` on another thread while `during` runs on
+/// this one (to kill or stop processes mid-build); returns what Bazel
+/// printed, whether the build succeeded or not, and what `during` returned.
+/// Should `during` panic, the panic goes on once Bazel has ended.
+pub fn build_during<T>(
+    bazel: &Bazel,
+    flags: &[String],
+    during: impl FnOnce(&RunningBuild) -> T,
+) -> (Output, T) {
+    let running = RunningBuild {
+        done: AtomicBool::new(false),
+        started: Instant::now(),
+    };
+    thread::scope(|scope| {
+        let builder = scope.spawn(|| {
+            // Marked done even if the build panics (it timed out).
+            struct Done<'a>(&'a AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+            let _done = Done(&running.done);
+            build(bazel, flags)
+        });
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| during(&running)));
+        let output = match builder.join() {
+            Ok(output) => output,
+            Err(payload) => panic::resume_unwind(payload),
+        };
+        match outcome {
+            Ok(value) => (output, value),
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    })
+}
+
+/// Panics unless the build succeeded with every one of the [`ACTIONS`]
+/// executed remotely (`99 remote`: nothing local, no cache hit), the check
+/// passed, and Bazel did not warn about remote execution. Returns the
+/// summary.
+pub fn assert_all_remote(bazel: &Bazel, output: &Output) -> ProcessSummary {
+    assert!(
+        output.status.success(),
+        "{} failed ({})\n{}",
+        output.command,
+        output.status,
+        output.dump()
+    );
+    let summary = output.summary();
+    assert!(
+        summary.non_internal() == ACTIONS
+            && summary.executed() == BTreeMap::from([(REMOTE, ACTIONS)])
+            && summary.count(crate::summary::REMOTE_CACHE_HIT) == 0,
+        "{}: every one of the {ACTIONS} actions should have run remotely (`{ACTIONS} remote`, \
+         nothing local, no cache hit), but the summary is: {summary}\n{}",
+        output.command,
+        output.dump()
+    );
+    assert_no_remote_warnings(output);
+    assert_no_errors(output);
+    assert_check_output(bazel);
+    summary
+}
+
+/// Panics if Bazel printed an `ERROR:` line, as it does for a failed
+/// action or a remote call it gave up on.
+pub fn assert_no_errors(output: &Output) {
+    let errors: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("ERROR:"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} printed errors:\n{}\n{}",
+        output.command,
+        errors.join("\n"),
+        output.dump()
+    );
 }
 
 /// Panics unless `bazel-bin/check.txt` (downloaded by a build without

@@ -8,6 +8,8 @@
 //!   it when the test ends;
 //! - [`cluster`]: start `reapi-scheduler`s and `reapi-worker`s the same way,
 //!   kill, stop or restart them one by one;
+//! - [`cluster_log`]: what the cluster's processes log about leases, drains
+//!   and lost workers, read back for the tests' checks;
 //! - [`haproxy`]: a TCP load balancer in front of several schedulers;
 //! - [`binaries`], [`process`], [`announce`], [`ports`]: what those share:
 //!   building and finding the binaries, child processes with their logs, the
@@ -33,6 +35,7 @@ pub mod bazel;
 pub mod binaries;
 pub mod checks;
 pub mod cluster;
+pub mod cluster_log;
 pub mod cluster_workspace;
 pub mod exec_log;
 pub mod haproxy;

@@ -274,10 +274,11 @@ impl Execution for ExecutionService {
                 };
             }
             None => {
+                tracing::debug!(operation = %name, "WaitExecution for a scheduler that is not a live member");
                 return Err(Status::not_found(format!(
                     "operation {name:?} belongs to scheduler {home}, which is not a live member \
                      of this cluster; execute the action again"
-                )))
+                )));
             }
         }
         let watch = self.scheduler.subscribe(&name).ok_or_else(|| {

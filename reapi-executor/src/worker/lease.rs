@@ -56,9 +56,10 @@ impl Inner {
         drop(state);
         tracing::debug!(lease = lease_id, action = %job.action_digest, executor = %claim.executor(), "lease accepted");
         let inner = self.clone();
+        let action = job.action_digest;
         tokio::spawn(async move {
             let outcome = run(pool.as_ref(), &claim, job, deadline, cancelled).await;
-            inner.finish(link, lease_id, claim, outcome);
+            inner.finish(link, lease_id, action, claim, outcome);
         });
     }
 
@@ -113,6 +114,7 @@ impl Inner {
         &self,
         link: LinkId,
         lease_id: u64,
+        action: Digest,
         claim: ExecutorClaim,
         outcome: Result<ExecutionOutcome>,
     ) {
@@ -121,8 +123,13 @@ impl Inner {
         // The run is over (its future is gone): the executor may be claimed.
         drop(claim);
         if known && !self.is_closing() {
-            if let Err(e) = &outcome {
-                tracing::info!(lease = lease_id, error = %e, "lease ended without a result");
+            match &outcome {
+                Ok(_) => {
+                    tracing::debug!(lease = lease_id, %action, "lease finished; result reported")
+                }
+                Err(e) => {
+                    tracing::info!(lease = lease_id, %action, error = %e, "lease ended without a result")
+                }
             }
             if let Some(entry) = state.links.get(&link) {
                 let _ = entry

@@ -107,6 +107,7 @@ impl Scheduler {
 
         let lease_id = state.next_lease_id();
         let op = state.active.get(&head.op).expect("the head is live");
+        let op_digest = op.action.action_digest;
         let offer = LeaseOffer {
             lease_id,
             pool,
@@ -131,6 +132,7 @@ impl Scheduler {
         );
         state.workers.set_free(conn, pool, free - 1);
         if let Some(worker) = state.workers.by_conn.get_mut(&conn) {
+            tracing::debug!(worker = %worker.id, lease = lease_id, action = %op_digest, "lease offered");
             worker.leases.insert(lease_id);
             worker.send(SchedulerMessage::offer(offer));
         }

@@ -99,6 +99,15 @@ impl Scheduler {
             ))),
         };
         let op = lease.op;
+        if let Some(active) = state.active.get(&op) {
+            tracing::debug!(
+                worker = %worker_name(&state, conn),
+                lease = result.lease_id,
+                action = %active.action.action_digest,
+                ok = outcome.is_ok(),
+                "lease result"
+            );
+        }
         match outcome {
             Err(e) if e.code() == Code::Unavailable => {
                 // The worker could not reach what the run needed (the CAS):
