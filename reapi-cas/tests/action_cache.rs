@@ -1,10 +1,14 @@
 //! ActionCache over gRPC: updates, hits only while the outputs are in the
 //! CAS, inlining, validation and persistence across a restart.
 
-mod common;
-
-use common::*;
 use reapi_core::proto::remote_execution as re;
+use reapi_test_support::action_cache::{get_result, get_result_with, simple_result, update_result};
+use reapi_test_support::bytestream::{bs_upload, read_blob};
+use reapi_test_support::cas::{is_present, upload_msg, upload_one};
+use reapi_test_support::clients::Cas;
+use reapi_test_support::digests::{action_key, data, dig, dig_msg, md5, sha256, PDigest};
+use reapi_test_support::server::storage::{Server, Setup, LARGE_BUDGET};
+use reapi_test_support::status::assert_code;
 use tonic::Code;
 
 /// Uploads an output file, stdout and stderr; the result naming them.

@@ -1,12 +1,18 @@
 //! ByteStream over gRPC: Write (chunking, verification, resumption),
 //! QueryWriteStatus and Read, on the disk and the memory setup.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use reapi_core::proto::bytestream::WriteRequest;
+use reapi_test_support::bytestream::{
+    bs_upload, poll_write_status, query_write_status, read, read_blob, read_chunks, read_name,
+    write, write_msgs, write_name, MAX_READ_CHUNK,
+};
+use reapi_test_support::cas::{find_missing, is_present, upload_one};
+use reapi_test_support::clients::Bs;
+use reapi_test_support::digests::{absent_digest, data, dig, empty_digest, PDigest};
+use reapi_test_support::server::storage::{Server, Setup};
+use reapi_test_support::status::assert_code;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 

@@ -1,11 +1,12 @@
 //! Capabilities over gRPC.
 
-mod common;
-
-use common::*;
 use reapi_cas::service::{ExecutionSupport, StorageServices};
 use reapi_core::proto::remote_execution as re;
 use reapi_core::InstancePolicy;
+use reapi_test_support::cas::MAX_BATCH;
+use reapi_test_support::digests::sha256;
+use reapi_test_support::server::storage::{memory_services, Server, Setup, LARGE_BUDGET};
+use reapi_test_support::status::assert_code;
 use tonic::Code;
 
 async fn capabilities(

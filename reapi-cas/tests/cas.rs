@@ -1,11 +1,19 @@
 //! ContentAddressableStorage over gRPC: FindMissingBlobs, BatchUpdateBlobs,
 //! BatchReadBlobs and GetTree, on the disk and the memory setup.
 
-mod common;
-
-use common::*;
 use prost::Message;
 use reapi_core::proto::remote_execution as re;
+use reapi_test_support::bytestream::read_blob;
+use reapi_test_support::cas::{
+    batch_read, find_missing, get_tree, is_present, tree_request, try_find_missing, update_request,
+    upload, upload_msg, upload_one, MAX_BATCH,
+};
+use reapi_test_support::clients::Cas;
+use reapi_test_support::digests::{
+    absent_digest, data, dig, dig_msg, empty_digest, md5, sha256, PDigest,
+};
+use reapi_test_support::server::storage::{Server, Setup};
+use reapi_test_support::status::{assert_code, rpc_code};
 use tonic::Code;
 
 const HELLO: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
@@ -30,7 +38,7 @@ async fn find_missing_keeps_order_and_never_misses_the_empty_blob() {
     for setup in Setup::ALL {
         let server = Server::start(setup).await;
         let mut cas = server.cas();
-        let present = upload(&mut cas, "", &[b"one", b"two", b"three"]).await;
+        let present = upload(&mut cas, "", &[b"one".as_slice(), b"two", b"three"]).await;
         let absent: Vec<PDigest> = (0..4).map(absent_digest).collect();
         let query = vec![
             absent[0].clone(),
@@ -401,7 +409,7 @@ async fn batch_read_returns_data_and_per_blob_not_found() {
         let server = Server::start(setup).await;
         let mut cas = server.cas();
         let big = data(1_000_000, 30);
-        let present = upload(&mut cas, "", &[b"red", &big]).await;
+        let present = upload(&mut cas, "", &[b"red".as_slice(), &big]).await;
         let query = vec![
             present[0].clone(),
             absent_digest(1),

@@ -2,9 +2,12 @@
 //! (FindMissingBlobs) or gets a cache hit for (GetActionResult) outlive
 //! untouched ones when new data needs room.
 
-mod common;
-
-use common::*;
+use reapi_test_support::action_cache::{get_result, simple_result, update_result};
+use reapi_test_support::bytestream::{read_blob, write, write_msgs, write_name};
+use reapi_test_support::cas::{find_missing, is_present, update_request, upload, upload_one};
+use reapi_test_support::digests::{action_key, data, dig, PDigest};
+use reapi_test_support::server::storage::{Server, Setup};
+use reapi_test_support::status::{assert_code, rpc_code};
 
 /// Room for three blobs and a bit: the fourth evicts one.
 const BUDGET: u64 = 100_000;

@@ -1,11 +1,19 @@
 //! Instance names over gRPC: separate namespaces, multi-segment names in
 //! ByteStream resource names, and a server restricted to listed names.
 
-mod common;
-
-use common::*;
 use reapi_core::proto::bytestream::WriteRequest;
 use reapi_core::proto::remote_execution as re;
+use reapi_test_support::action_cache::{get_result, simple_result, update_result};
+use reapi_test_support::bytestream::{
+    bs_upload, query_write_status, read, read_blob, write, write_msgs, write_name, write_name_uuid,
+};
+use reapi_test_support::cas::{
+    batch_read, find_missing, get_tree, is_present, tree_request, try_find_missing, update_request,
+    upload, upload_msg, upload_one,
+};
+use reapi_test_support::digests::{action_key, data, dig, dig_msg};
+use reapi_test_support::server::storage::{Server, Setup, LARGE_BUDGET};
+use reapi_test_support::status::{assert_code, rpc_code};
 use tonic::{Code, Status};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

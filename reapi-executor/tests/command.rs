@@ -1,10 +1,10 @@
 //! Running commands: stdout/stderr, exit codes, the environment, the
 //! working directory, `arguments[0]` resolution, metadata and clean-up.
 
-mod common;
-
-use common::{command, shell, Harness, TreeSpec};
 use reapi_core::execution::ExecutorPool;
+use reapi_test_support::actions::{command, shell};
+use reapi_test_support::executor::{job, Harness};
+use reapi_test_support::trees::TreeSpec;
 use tonic::Code;
 
 #[tokio::test]
@@ -187,7 +187,7 @@ async fn a_command_without_arguments_is_invalid() {
 async fn a_missing_input_root_digest_is_invalid() {
     let h = Harness::memory().await;
     let root = h.upload_tree(&TreeSpec::new()).await;
-    let mut job = common::job(shell("true"), root, std::time::Duration::from_secs(5));
+    let mut job = job(shell("true"), root, std::time::Duration::from_secs(5));
     job.action.input_root_digest = None;
     let claim = h.pool.claim().unwrap();
     let err = h.pool.run(&claim, job).await.unwrap_err();
@@ -211,7 +211,7 @@ async fn executors_are_claimed_one_lease_at_a_time() {
 
     // A claimed executor runs its job; dropping the claim frees it.
     let root = h.upload_tree(&TreeSpec::new()).await;
-    let job = common::job(shell("true"), root, std::time::Duration::from_secs(5));
+    let job = job(shell("true"), root, std::time::Duration::from_secs(5));
     assert_eq!(h.pool.run(&first, job).await.unwrap().result.exit_code, 0);
     assert_eq!(h.pool.free(), 0, "the claim still holds the executor");
     drop(first);

@@ -2,14 +2,14 @@
 //! files (by who the action runs as), executable copies, symlinks, missing
 //! blobs and malformed trees.
 
-mod common;
-
 use bytes::Bytes;
-use common::{shell, Harness, TreeSpec, INSTANCE};
 use prost::Message;
 use reapi_core::proto::error_details::PreconditionFailure;
 use reapi_core::proto::remote_execution::{Directory, DirectoryNode, FileNode, SymlinkNode};
 use reapi_core::Digest;
+use reapi_test_support::actions::shell;
+use reapi_test_support::executor::{job, Harness, INSTANCE};
+use reapi_test_support::trees::TreeSpec;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use tonic::Code;
@@ -303,7 +303,7 @@ async fn input_files_are_fetched_when_the_disk_store_lacks_them() {
     let outcome = pool
         .run(
             &claim,
-            common::job(shell(SCRIPT), root, std::time::Duration::from_secs(30)),
+            job(shell(SCRIPT), root, std::time::Duration::from_secs(30)),
         )
         .await
         .unwrap();

@@ -3,10 +3,10 @@
 //!
 //! In its own test binary so the process's peak RSS belongs to this test.
 
-mod common;
-
-use common::{shell, Harness, TreeSpec, INSTANCE};
 use reapi_core::{Digest, DigestHasher};
+use reapi_test_support::actions::shell;
+use reapi_test_support::executor::{Harness, INSTANCE};
+use reapi_test_support::trees::TreeSpec;
 
 const MIB: u64 = 1 << 20;
 

@@ -1,14 +1,14 @@
 //! Outputs: files, directories (as Trees), symlinks, in the `output_paths`
 //! and the legacy forms; missing outputs; bad output paths.
 
-mod common;
-
 use bytes::Bytes;
-use common::{shell, Harness, TreeSpec};
 use prost::Message;
 use reapi_core::proto::remote_execution::command::OutputDirectoryFormat;
 use reapi_core::proto::remote_execution::{ActionResult, Directory};
 use reapi_core::Digest;
+use reapi_test_support::actions::shell;
+use reapi_test_support::executor::Harness;
+use reapi_test_support::trees::TreeSpec;
 use tonic::Code;
 
 const MAKE_OUTPUTS: &str = r#"

@@ -1,11 +1,13 @@
 //! Timeouts and cancellation kill the whole process group; nothing is left
 //! running or on disk afterwards.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{alive, eventually, read_pids, shell, Harness, TreeSpec};
+use reapi_test_support::actions::shell;
+use reapi_test_support::executor::Harness;
+use reapi_test_support::process::{process_alive, read_pids};
+use reapi_test_support::trees::TreeSpec;
+use reapi_test_support::wait::eventually;
 
 /// A script that records its own pid and a background child's, then waits.
 fn spawner(pid_file: &std::path::Path) -> String {
@@ -34,7 +36,10 @@ async fn a_timeout_kills_the_whole_group() {
     let pids = read_pids(&pids);
     assert_eq!(pids.len(), 2);
     assert!(
-        eventually(Duration::from_secs(5), || pids.iter().all(|p| !alive(*p))).await,
+        eventually(Duration::from_secs(5), || pids
+            .iter()
+            .all(|p| !process_alive(*p)))
+        .await,
         "still running: {pids:?}"
     );
     // The shell (our child) is reaped, not a zombie.
@@ -53,7 +58,7 @@ async fn background_processes_die_when_the_command_exits() {
     assert!(!outcome.timed_out);
     let pids = read_pids(&pids);
     assert_eq!(pids.len(), 1);
-    assert!(eventually(Duration::from_secs(5), || !alive(pids[0])).await);
+    assert!(eventually(Duration::from_secs(5), || !process_alive(pids[0])).await);
 }
 
 #[tokio::test]
@@ -80,13 +85,16 @@ async fn cancelling_kills_the_group_and_removes_the_action_directory() {
     assert_eq!(h.leftover_action_dirs().len(), 1);
     let pids = read_pids(&pid_file);
     assert_eq!(pids.len(), 2);
-    assert!(pids.iter().all(|p| alive(*p)));
+    assert!(pids.iter().all(|p| process_alive(*p)));
 
     // Cancel: drop the future.
     drop(run);
 
     assert!(
-        eventually(Duration::from_secs(5), || pids.iter().all(|p| !alive(*p))).await,
+        eventually(Duration::from_secs(5), || pids
+            .iter()
+            .all(|p| !process_alive(*p)))
+        .await,
         "still running after cancel: {pids:?}"
     );
     assert!(

@@ -2,11 +2,18 @@
 //! a PreconditionFailure, malformed requests and trees as INVALID_ARGUMENT,
 //! unsatisfiable platforms as FAILED_PRECONDITION.
 
-mod common;
-
-use common::*;
 use prost::Message;
+use reapi_core::proto::remote_execution as re;
 use reapi_scheduler::SchedulerConfig;
+use reapi_test_support::action_cache::get_result;
+use reapi_test_support::actions::{sh, ActionSpec};
+use reapi_test_support::bytestream::read_blob;
+use reapi_test_support::cas::upload;
+use reapi_test_support::digests::{dig, dig_msg, PDigest};
+use reapi_test_support::operations::{execute, execute_request, missing_subjects, subject};
+use reapi_test_support::server::full::{Config, Server};
+use reapi_test_support::status::assert_code;
+use reapi_test_support::trees::{dir_node, file_node};
 use tonic::{Code, Status};
 
 /// Executes an action that must be refused; the status.

@@ -2,12 +2,24 @@
 //! in the CAS and the action cache, cache hits, inlining, deduplication,
 //! cancellation, timeouts and priorities.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use reapi_core::proto::longrunning as lro;
+use reapi_core::proto::remote_execution as re;
 use reapi_scheduler::SchedulerConfig;
+use reapi_test_support::actions::{sh, sh_args, ActionSpec, PATH};
+use reapi_test_support::bytestream::{read_blob, read_name};
+use reapi_test_support::cas::find_missing;
+use reapi_test_support::digests::{dig, dig_msg, sha256};
+use reapi_test_support::operations::{
+    drain, execute, execute_request, metadata, next_op, read_until, response_of, stage_of,
+    start_execute, with_priority, Run, Stage,
+};
+use reapi_test_support::process::{process_alive, process_exists, read_pid};
+use reapi_test_support::server::full::{Config, Server};
+use reapi_test_support::status::{assert_code, rpc_code};
+use reapi_test_support::timestamps::nanos;
+use reapi_test_support::wait::eventually;
 use tonic::Code;
 
 const SCRIPT: &str = "echo hi; echo err >&2; cat input.txt > out/result.txt";
@@ -302,7 +314,7 @@ async fn cancel_kills_the_running_action() {
         .expect("GetOperation")
         .into_inner();
     assert!(op.done);
-    assert_eq!(status_code(&response_of(&op).status), Code::Cancelled);
+    assert_eq!(rpc_code(&response_of(&op).status), Code::Cancelled);
     assert_code(
         server.cached_result(&digest).await,
         Code::NotFound,
@@ -348,7 +360,7 @@ async fn cancel_frees_the_executor_for_the_next_action() {
             .expect("CancelOperation");
         let cancelled = drain(&mut blocking).await.expect("blocker stream");
         assert_eq!(
-            status_code(&response_of(cancelled.last().unwrap()).status),
+            rpc_code(&response_of(cancelled.last().unwrap()).status),
             Code::Cancelled
         );
         let mut ops = vec![first];

@@ -1,12 +1,20 @@
 //! WaitExecution and the google.longrunning Operations service over gRPC.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use reapi_core::proto::longrunning as lro;
+use reapi_core::proto::remote_execution as re;
 use reapi_core::proto::time::to_proto_duration;
+use reapi_test_support::actions::sh;
+use reapi_test_support::clients::Ops;
+use reapi_test_support::operations::{
+    drain, execute_request, metadata, next_op, read_until, response_of, stage_of, start_execute,
+    Run, Stage,
+};
+use reapi_test_support::server::full::{Config, Server};
+use reapi_test_support::status::{assert_code, rpc_code};
+use reapi_test_support::wait::within;
 use tonic::Code;
 
 async fn get(ops: &mut Ops, name: &str) -> Result<lro::Operation, tonic::Status> {
@@ -242,7 +250,7 @@ async fn running_operations_cannot_be_deleted_but_can_be_cancelled_while_queued(
         .expect("CancelOperation of the blocker");
     let done = drain(&mut blocking).await.expect("blocker stream");
     assert_eq!(
-        status_code(&response_of(done.last().unwrap()).status),
+        rpc_code(&response_of(done.last().unwrap()).status),
         Code::Cancelled
     );
 }

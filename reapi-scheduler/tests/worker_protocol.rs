@@ -13,21 +13,30 @@
 //! no message arrives for a short while (which can only pass wrongly, never
 //! fail wrongly).
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
 use reapi_core::cluster::messages::{
     scheduler_message, ExecutorGroup, LeaseAnswer, LeaseCancel, LeaseOffer, LeaseResult, Notice,
     StateReport, Welcome,
 };
 use reapi_core::cluster::service::WorkerLinkClient;
 use reapi_core::cluster::{SchedulerMessage, WorkerMessage};
+use reapi_core::proto::longrunning as lro;
+use reapi_core::proto::remote_execution as re;
 use reapi_core::proto::time::to_proto_duration;
 use reapi_scheduler::SchedulerConfig;
+use reapi_test_support::actions::{sh, ActionSpec};
+use reapi_test_support::cas::upload;
+use reapi_test_support::digests::{dig, PDigest};
+use reapi_test_support::operations::{
+    drain, execute_request, next_op, response_of, stage_of, stages, start_execute, Stage,
+};
+use reapi_test_support::server::full::{Config, Server};
+use reapi_test_support::status::{assert_code, rpc_code};
+use reapi_test_support::timestamps::{nanos, now_nanos};
+use reapi_test_support::wait::{eventually, within, PATIENCE};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -504,7 +513,7 @@ async fn a_fresh_worker_still_completes_work(server: &Server, tag: &str) {
     worker.finish(offer.lease_id, result.clone());
     let response = client.finished().await;
     assert_eq!(response.result.as_ref(), Some(&result), "{response:?}");
-    assert_eq!(status_code(&response.status), Code::Ok);
+    assert_eq!(rpc_code(&response.status), Code::Ok);
 }
 
 fn assert_invalid(status: &Status, says: &str) {
@@ -606,7 +615,7 @@ async fn a_lease_runs_and_its_result_completes_the_operation() {
     worker.finish(offer.lease_id, result.clone());
     worker.report();
     let response = client.finished().await;
-    assert_eq!(status_code(&response.status), Code::Ok, "{response:?}");
+    assert_eq!(rpc_code(&response.status), Code::Ok, "{response:?}");
     assert!(!response.cached_result);
     assert_eq!(response.result.as_ref(), Some(&result));
     assert_eq!(
@@ -661,7 +670,7 @@ async fn a_refused_lease_is_offered_again_after_the_next_report() {
     let result = uploaded_result(&server, 0, "refused, then ran\n").await;
     worker.finish(offer.lease_id, result.clone());
     let response = client.finished().await;
-    assert_eq!(status_code(&response.status), Code::Ok, "{response:?}");
+    assert_eq!(rpc_code(&response.status), Code::Ok, "{response:?}");
     assert_eq!(response.result, Some(result));
     // Never EXECUTING before it was accepted.
     assert_eq!(
@@ -764,11 +773,7 @@ async fn cancelling_a_running_operation_cancels_its_lease() {
     let cancel = a.expect_cancel().await;
     assert_eq!(cancel.lease_id, offer.lease_id);
     let response = client.finished().await;
-    assert_eq!(
-        status_code(&response.status),
-        Code::Cancelled,
-        "{response:?}"
-    );
+    assert_eq!(rpc_code(&response.status), Code::Cancelled, "{response:?}");
     assert!(response.result.is_none());
 
     // `a`'s executor is still busy: the next action goes to `b`, though
@@ -824,7 +829,7 @@ async fn a_worker_whose_stream_ends_loses_its_lease_to_another() {
     let result = uploaded_result(&server, 0, "survivor\n").await;
     b.finish(offer.lease_id, result.clone());
     let response = client.finished().await;
-    assert_eq!(status_code(&response.status), Code::Ok, "{response:?}");
+    assert_eq!(rpc_code(&response.status), Code::Ok, "{response:?}");
     assert_eq!(response.result.as_ref(), Some(&result));
     assert_eq!(server.cached_result(&client.digest).await.unwrap(), result);
     assert_eq!(server.scheduler.executor_summary().workers, 1);
@@ -885,7 +890,7 @@ async fn an_action_lost_five_times_fails_with_unavailable() {
     }
     let response = client.finished().await;
     assert_eq!(
-        status_code(&response.status),
+        rpc_code(&response.status),
         Code::Unavailable,
         "{response:?}"
     );
@@ -979,7 +984,7 @@ async fn a_cancelled_lease_ends_with_a_report_without_it() {
         .expect("CancelOperation");
     assert_eq!(worker.expect_cancel().await.lease_id, offer.lease_id);
     let response = client.finished().await;
-    assert_eq!(status_code(&response.status), Code::Cancelled);
+    assert_eq!(rpc_code(&response.status), Code::Cancelled);
     assert_eq!(server.scheduler.executor_summary().leases, 1);
 
     worker.forget(offer.lease_id);
@@ -1000,7 +1005,7 @@ async fn a_cancelled_lease_ends_with_a_report_without_it() {
         .await
         .expect("GetOperation")
         .into_inner();
-    assert_eq!(status_code(&response_of(&op).status), Code::Cancelled);
+    assert_eq!(rpc_code(&response_of(&op).status), Code::Cancelled);
     assert_eq!(server.scheduler.queue_len(), 0);
 }
 
@@ -1036,7 +1041,7 @@ async fn an_operation_no_client_watches_has_its_lease_cancelled() {
         .await
         .expect("GetOperation")
         .into_inner();
-    assert_eq!(status_code(&response_of(&op).status), Code::Cancelled);
+    assert_eq!(rpc_code(&response_of(&op).status), Code::Cancelled);
 }
 
 /// How a lease ended decides the operation's outcome: an error fails it
@@ -1100,7 +1105,7 @@ async fn how_a_lease_ended_decides_the_outcome() {
         ended.lease_id = offer.lease_id;
         worker.end(ended);
         let response = client.finished().await;
-        assert_eq!(status_code(&response.status), code, "{what}: {response:?}");
+        assert_eq!(rpc_code(&response.status), code, "{what}: {response:?}");
         assert_eq!(response.result.as_ref(), result, "{what}");
         assert_code(
             server.cached_result(&client.digest).await,
@@ -1124,7 +1129,7 @@ async fn how_a_lease_ended_decides_the_outcome() {
     worker.accept(&again);
     worker.finish(again.lease_id, ran.clone());
     let response = client.finished().await;
-    assert_eq!(status_code(&response.status), Code::Ok, "{response:?}");
+    assert_eq!(rpc_code(&response.status), Code::Ok, "{response:?}");
     assert_eq!(server.cached_result(&client.digest).await.unwrap(), ran);
 }
 

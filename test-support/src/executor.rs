@@ -1,10 +1,7 @@
-//! Shared test harness: a pool over a MemoryStore or a DiskStore in a temp
-//! directory, and builders for input trees and commands.
+//! A local executor pool over a MemoryStore or a DiskStore in a temporary
+//! directory, run directly (no scheduler), for the executor's own tests.
 
-#![allow(dead_code)]
-
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,13 +9,13 @@ use bytes::Bytes;
 use prost::Message;
 use reapi_cas::store::{DiskStore, DiskStoreConfig, MemoryStore};
 use reapi_core::execution::{ExecutionJob, ExecutionOutcome, ExecutorPool};
-use reapi_core::proto::remote_execution::command::EnvironmentVariable;
-use reapi_core::proto::remote_execution::{
-    Action, Command, Directory, DirectoryNode, FileNode, SymlinkNode, Tree,
-};
+use reapi_core::proto::remote_execution::{Action, Command, Tree};
 use reapi_core::{BlobStore, Digest, Result};
 use reapi_executor::{LocalExecutorConfig, LocalExecutorPool};
 
+use crate::trees::TreeSpec;
+
+/// The instance every harness job runs in and every blob is stored under.
 pub const INSTANCE: &str = "test";
 
 pub struct Harness {
@@ -169,6 +166,7 @@ impl Harness {
     }
 }
 
+/// The job of running `command` on `input_root` in [`INSTANCE`].
 pub fn job(command: Command, input_root: Digest, timeout: Duration) -> ExecutionJob {
     let action = Action {
         command_digest: Some(Digest::of_message(&command).to_proto()),
@@ -183,157 +181,4 @@ pub fn job(command: Command, input_root: Digest, timeout: Duration) -> Execution
         timeout,
         queued_at: SystemTime::now(),
     }
-}
-
-/// A Command running `args` with `env`.
-pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    Command {
-        arguments: args.iter().map(|a| a.to_string()).collect(),
-        environment_variables: env
-            .iter()
-            .map(|(name, value)| EnvironmentVariable {
-                name: name.to_string(),
-                value: value.to_string(),
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-/// `sh -c script`, with PATH set so the script finds the usual tools.
-pub fn shell(script: &str) -> Command {
-    command(
-        &["/bin/sh", "-c", script],
-        &[("PATH", "/usr/local/bin:/usr/bin:/bin")],
-    )
-}
-
-/// An input tree described by paths, built into canonical Directory
-/// messages.
-#[derive(Clone, Debug, Default)]
-pub struct TreeSpec {
-    entries: BTreeMap<String, Entry>,
-}
-
-#[derive(Clone, Debug)]
-enum Entry {
-    File(Bytes, bool),
-    Symlink(String),
-    Dir(TreeSpec),
-}
-
-impl TreeSpec {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn file(mut self, path: &str, content: &[u8]) -> Self {
-        self.insert(path, Entry::File(Bytes::copy_from_slice(content), false));
-        self
-    }
-
-    pub fn executable(mut self, path: &str, content: &[u8]) -> Self {
-        self.insert(path, Entry::File(Bytes::copy_from_slice(content), true));
-        self
-    }
-
-    pub fn symlink(mut self, path: &str, target: &str) -> Self {
-        self.insert(path, Entry::Symlink(target.to_string()));
-        self
-    }
-
-    pub fn dir(mut self, path: &str) -> Self {
-        self.insert(path, Entry::Dir(TreeSpec::default()));
-        self
-    }
-
-    fn insert(&mut self, path: &str, entry: Entry) {
-        match path.split_once('/') {
-            None => {
-                self.entries.insert(path.to_string(), entry);
-            }
-            Some((first, rest)) => {
-                let sub = self
-                    .entries
-                    .entry(first.to_string())
-                    .or_insert_with(|| Entry::Dir(TreeSpec::default()));
-                match sub {
-                    Entry::Dir(sub) => sub.insert(rest, entry),
-                    _ => panic!("{first} is not a directory"),
-                }
-            }
-        }
-    }
-
-    /// The root Directory's digest; every blob goes into `blobs`.
-    pub fn build(&self, blobs: &mut Vec<Bytes>) -> Digest {
-        let dir = self.directory(blobs);
-        let bytes = Bytes::from(dir.encode_to_vec());
-        let digest = Digest::of_bytes(&bytes);
-        blobs.push(bytes);
-        digest
-    }
-
-    fn directory(&self, blobs: &mut Vec<Bytes>) -> Directory {
-        let mut dir = Directory::default();
-        for (name, entry) in &self.entries {
-            match entry {
-                Entry::File(content, executable) => {
-                    dir.files.push(FileNode {
-                        name: name.clone(),
-                        digest: Some(Digest::of_bytes(content).to_proto()),
-                        is_executable: *executable,
-                        ..Default::default()
-                    });
-                    blobs.push(content.clone());
-                }
-                Entry::Symlink(target) => dir.symlinks.push(SymlinkNode {
-                    name: name.clone(),
-                    target: target.clone(),
-                    ..Default::default()
-                }),
-                Entry::Dir(sub) => {
-                    let digest = sub.build(blobs);
-                    dir.directories.push(DirectoryNode {
-                        name: name.clone(),
-                        digest: Some(digest.to_proto()),
-                    });
-                }
-            }
-        }
-        dir
-    }
-}
-
-/// Whether a process is still running (a zombie counts as dead).
-pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // The state follows the parenthesised command name.
-            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-            !matches!(state.and_then(|s| s.chars().next()), Some('Z') | Some('X'))
-        }
-        Err(_) => false,
-    }
-}
-
-/// Waits up to `limit` for `cond`.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    cond()
-}
-
-/// The pids in a file of one pid per line.
-pub fn read_pids(path: &Path) -> Vec<i32> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
 }

@@ -1,0 +1,47 @@
+//! Processes the tests' commands start, seen from outside: whether a pid
+//! is alive, and pids the commands write to files.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::wait::eventually;
+
+/// Whether a process exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        // The state follows the parenthesised command name.
+        Ok(stat) => match stat.rsplit_once(')') {
+            Some((_, rest)) => !rest.trim_start().starts_with(['Z', 'X']),
+            None => true,
+        },
+    }
+}
+
+/// Whether `/proc/{pid}` exists at all (a zombie counts).
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Reads a pid a command wrote to `path`, waiting until it is there.
+pub async fn read_pid(path: &Path) -> u32 {
+    let mut pid = None;
+    let found = eventually(Duration::from_secs(20), || {
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        pid.is_some()
+    })
+    .await;
+    assert!(found, "no pid in {}", path.display());
+    pid.unwrap()
+}
+
+/// The pids in a file of one pid per line (none if there is no file).
+pub fn read_pids(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
