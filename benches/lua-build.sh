@@ -44,7 +44,7 @@ fi
 if [ ! -d "$OUT/ws" ]; then
     fetch="$OUT/fetch"
     mkdir -p "$fetch/src"
-    printf '[package]\nname = "lua-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nlua-src = "=547.0.0"\n' >"$fetch/Cargo.toml"
+    printf '[workspace]\n[package]\nname = "lua-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nlua-src = "=547.0.0"\n' >"$fetch/Cargo.toml"
     echo 'fn main() {}' >"$fetch/src/main.rs"
     (cd "$fetch" && cargo fetch --quiet)
     src=$(cd "$fetch" && cargo metadata --format-version 1 --quiet |
@@ -59,6 +59,7 @@ if [ ! -d "$OUT/ws" ]; then
         # 5.1 keeps its sources under src/.
         if [ -d "$src/lua-$version/src" ]; then cp "$src/lua-$version/src/"*.[ch] "$dir/"; else cp "$src/lua-$version/"*.[ch] "$dir/"; fi
         sed "s/VERSION/$version/" "$ROOT/benches/lua-build/BUILD.tmpl" >"$dir/BUILD"
+        cp "$ROOT/benches/lua-build/main.c" "$dir/"
     done
 fi
 cd "$OUT/ws"
