@@ -1,8 +1,9 @@
 //! Building Bazel command lines and checking what Bazel reported, shared by
 //! the e2e test files.
 
+use reapi_test_support::launch::server::Server;
+
 use crate::bazel::Output;
-use crate::server::Server;
 use crate::summary::{ProcessSummary, REMOTE_CACHE_HIT};
 
 /// Flags that point Bazel at `server`: `mode` is `--remote_cache` or

@@ -1,5 +1,6 @@
 //! Reading what a cluster's processes log, at the levels the harness sets
-//! ([`crate::cluster::RUST_LOG`]: debug for scheduling and execution).
+//! ([`reapi_test_support::launch::cluster::RUST_LOG`]: debug for scheduling
+//! and execution).
 //!
 //! The binaries log with `tracing`'s default format, one event a line:
 //!
@@ -14,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cluster::Cluster;
+use reapi_test_support::launch::cluster::Cluster;
 
 /// Worker, debug: it took a lease and claimed an executor for it
 /// (`lease=N action=DIGEST executor=ID`).

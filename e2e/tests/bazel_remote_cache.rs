@@ -15,7 +15,7 @@ use reapi_e2e::checks::{
     args, assert_all_cache_hits, assert_cold_build, assert_no_remote_warnings, remote_flags,
 };
 use reapi_e2e::outputs::{assert_same, snapshot};
-use reapi_e2e::server::Server;
+use reapi_test_support::launch::server::Server;
 
 /// Runs the sh_test again, not from the cache, so it checks the outputs the
 /// cache gave back; it must be the only action that runs.

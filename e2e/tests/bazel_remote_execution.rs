@@ -21,8 +21,8 @@ use reapi_e2e::bazel::{bazel_or_skip, Bazel, Output};
 use reapi_e2e::checks::{args, assert_no_remote_warnings, remote_flags};
 use reapi_e2e::exec_log::{self, Spawn};
 use reapi_e2e::outputs;
-use reapi_e2e::server::Server;
 use reapi_e2e::summary::{self, ProcessSummary, REMOTE_CACHE_HIT};
+use reapi_test_support::launch::server::Server;
 
 /// The workspace's only test.
 const TEST: &str = "//tests:check";

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use reapi_e2e::bazel::{bazel_or_skip, Bazel};
 use reapi_e2e::checks::{args, assert_all_cache_hits, assert_cold_build, remote_flags};
 use reapi_e2e::outputs;
-use reapi_e2e::seaweedfs::{SeaweedFs, ACCESS_KEY, REGION, SECRET_KEY};
-use reapi_e2e::server::Server;
 use reapi_e2e::summary::REMOTE_CACHE_HIT;
+use reapi_test_support::launch::seaweedfs::{SeaweedFs, ACCESS_KEY, REGION, SECRET_KEY};
+use reapi_test_support::launch::server::Server;
 
 /// The bucket the server writes through to.
 const BUCKET: &str = "cache";

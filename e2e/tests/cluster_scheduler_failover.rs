@@ -17,15 +17,15 @@ use std::time::Duration;
 
 use reapi_e2e::bazel::bazel_or_skip;
 use reapi_e2e::checks::{assert_all_cache_hits, assert_no_remote_warnings};
-use reapi_e2e::cluster::{Cluster, ClusterOptions, S3Bucket};
 use reapi_e2e::cluster_log::{self, lease_counts, worker_leases};
 use reapi_e2e::cluster_workspace::{
     self, assert_check_output, assert_no_errors, build_during, remote_execution_flags, ACTIONS,
     REMOTE,
 };
-use reapi_e2e::haproxy::{haproxy_or_skip, HaProxy};
-use reapi_e2e::seaweedfs::SeaweedFs;
 use reapi_e2e::summary::REMOTE_CACHE_HIT;
+use reapi_test_support::launch::cluster::{Cluster, ClusterOptions, S3Bucket};
+use reapi_test_support::launch::haproxy::{haproxy_or_skip, HaProxy};
+use reapi_test_support::launch::seaweedfs::SeaweedFs;
 
 /// The bucket the whole cluster shares.
 const BUCKET: &str = "cluster";

@@ -7,9 +7,9 @@
 //! that is a failure.
 
 use reapi_e2e::bazel::bazel_or_skip;
-use reapi_e2e::cluster::{Cluster, ClusterOptions};
 use reapi_e2e::cluster_log::{self, lease_counts, worker_leases};
 use reapi_e2e::cluster_workspace::{self, assert_all_remote, remote_execution_flags, ACTIONS};
+use reapi_test_support::launch::cluster::{Cluster, ClusterOptions};
 
 #[test]
 fn one_scheduler_three_workers() {

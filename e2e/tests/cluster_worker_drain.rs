@@ -12,11 +12,11 @@
 use std::time::Duration;
 
 use reapi_e2e::bazel::bazel_or_skip;
-use reapi_e2e::cluster::{Cluster, ClusterOptions};
 use reapi_e2e::cluster_log::{self, lease_counts, worker_leases};
 use reapi_e2e::cluster_workspace::{
     self, assert_all_remote, build_during, remote_execution_flags, ACTIONS,
 };
+use reapi_test_support::launch::cluster::{Cluster, ClusterOptions};
 
 /// The workers drained.
 const DRAINED: [usize; 2] = [0, 1];

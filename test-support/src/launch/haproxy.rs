@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::ports;
+use crate::launch::ports;
 use crate::process::Process;
 
 /// Where Debian's haproxy package installs it.
@@ -68,7 +68,7 @@ fn haproxy_path() -> PathBuf {
 /// `backends`, tried in order.
 pub fn config(listen: SocketAddr, backends: &[SocketAddr]) -> String {
     let mut config = format!(
-        "# Written by reapi-e2e (e2e/src/haproxy.rs).
+        "# Written by reapi-test-support (test-support/src/launch/haproxy.rs).
 global
     log stderr format raw local0 info
     maxconn 4096

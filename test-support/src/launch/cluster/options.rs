@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::seaweedfs::{SeaweedFs, ACCESS_KEY, REGION, SECRET_KEY};
+use crate::launch::seaweedfs::{SeaweedFs, ACCESS_KEY, REGION, SECRET_KEY};
 
 /// Executors per worker unless [`ClusterOptions::executors`] says otherwise.
 pub const DEFAULT_EXECUTORS: usize = 4;

@@ -24,7 +24,7 @@ use std::thread;
 
 use tempfile::TempDir;
 
-use crate::ports;
+use crate::launch::ports;
 
 pub use member::{Scheduler, Worker, RUST_LOG, SCHEDULER, START_TIMEOUT, WORKER};
 pub use options::{ClusterOptions, S3Bucket, DEFAULT_EXECUTORS};
