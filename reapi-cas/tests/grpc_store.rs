@@ -26,12 +26,18 @@ async fn small_blobs_round_trip_and_are_found() {
         [digest, absent]
     );
     store.put("", &digest, blob.clone()).await.unwrap();
-    assert_eq!(store.find_missing("", &[digest, absent]).await.unwrap(), [absent]);
+    assert_eq!(
+        store.find_missing("", &[digest, absent]).await.unwrap(),
+        [absent]
+    );
     assert_eq!(store.get("", &digest).await.unwrap(), blob);
     let err = store.get("", &absent).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err}");
     // Instances stay apart.
-    assert_eq!(store.find_missing("other", &[digest]).await.unwrap(), [digest]);
+    assert_eq!(
+        store.find_missing("other", &[digest]).await.unwrap(),
+        [digest]
+    );
     // The empty blob is always there.
     assert!(store.get("", &Digest::EMPTY).await.unwrap().is_empty());
 }
@@ -83,7 +89,10 @@ async fn bad_content_is_refused_and_nothing_is_stored() {
     let blob = data(2 << 20, 9);
     let digest = Digest::of_bytes(&blob);
     let mut writer = store.begin_write("", &digest).await.unwrap();
-    writer.write(Bytes::copy_from_slice(&blob[..1 << 20])).await.unwrap();
+    writer
+        .write(Bytes::copy_from_slice(&blob[..1 << 20]))
+        .await
+        .unwrap();
     let mut wrong = blob[1 << 20..].to_vec();
     wrong[10] ^= 1;
     writer.write(Bytes::from(wrong)).await.unwrap();
@@ -92,7 +101,10 @@ async fn bad_content_is_refused_and_nothing_is_stored() {
 
     // A write dropped half-way leaves nothing either.
     let mut writer = store.begin_write("", &digest).await.unwrap();
-    writer.write(Bytes::copy_from_slice(&blob[..1 << 20])).await.unwrap();
+    writer
+        .write(Bytes::copy_from_slice(&blob[..1 << 20]))
+        .await
+        .unwrap();
     drop(writer);
     // Too much data is refused before it is sent.
     let mut writer = store.begin_write("", &claimed).await.unwrap();
@@ -121,7 +133,10 @@ async fn an_unreachable_cas_is_unavailable() {
     assert_eq!(err.code(), Code::Unavailable, "{err}");
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
     assert_eq!(
-        GrpcStore::new("not an address").map(|_| ()).unwrap_err().code(),
+        GrpcStore::new("not an address")
+            .map(|_| ())
+            .unwrap_err()
+            .code(),
         Code::InvalidArgument
     );
 }
