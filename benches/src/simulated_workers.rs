@@ -4,7 +4,7 @@
 //! (accept, an empty successful result, a fresh report), so what is
 //! measured is the scheduler's dispatch, not any execution. Every offer's
 //! queue-to-start latency (arrival less the offer's `queued_at`) is
-//! recorded.
+//! recorded. Each sends a report every second, as a real worker does.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -113,6 +113,29 @@ pub async fn start(
             .connect(UnboundedReceiverStream::new(rx))
             .await
             .map_err(|s| format!("WorkerLink.Connect: {}: {}", s.code(), s.message()))?;
+        // Heartbeats: a report every second, so the scheduler does not
+        // declare a worker that holds still dead. The last offer seen is
+        // raised only after that offer's result is queued, so no report
+        // can make the scheduler think a lease was lost.
+        let last_seen = Arc::new(AtomicU64::new(0));
+        {
+            let (shared, tx, last_seen) = (shared.clone(), tx.clone(), last_seen.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let beat = report(
+                        index,
+                        shared.executors,
+                        shared.free(),
+                        last_seen.load(Ordering::SeqCst),
+                    );
+                    if tx.send(beat).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
             while let Some(Ok(message)) = inbound.next().await {
@@ -138,6 +161,7 @@ pub async fn start(
                             result: Some(ActionResult::default()),
                             ..Default::default()
                         }));
+                        last_seen.store(offer.lease_id, Ordering::SeqCst);
                         let _ = tx.send(report(
                             index,
                             shared.executors,

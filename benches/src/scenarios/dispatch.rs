@@ -19,6 +19,7 @@ use clap::Args;
 use futures::StreamExt;
 use reapi_core::proto::remote_execution as re;
 
+use crate::client::{Clients, Target};
 use crate::options::Common;
 use crate::procfs;
 use crate::report::{ProcFigures, Report};
@@ -27,6 +28,9 @@ use crate::scenarios::execute::{action_kit, submit};
 use crate::simulated_workers;
 use crate::stats::Latency;
 use crate::transfer::{ensure_present, Upload};
+
+/// Simulated workers sharing one HTTP/2 connection.
+const WORKERS_PER_CONNECTION: usize = 25;
 
 #[derive(Args, Clone, Debug)]
 pub struct DispatchArgs {
@@ -69,7 +73,18 @@ pub async fn dispatch(args: DispatchArgs) -> Result<Vec<Report>, String> {
         ..Default::default()
     };
 
-    let channels: Vec<_> = (0..clients.len()).map(|i| clients.channel(i)).collect();
+    // The workers get connections of their own: the queued operations'
+    // Execute streams are dropped, and once those operations progress the
+    // server resets them; past ~1000 resets h2 closes a connection
+    // (ENHANCE_YOUR_CALM), which must not take worker links with it.
+    let worker_clients = Clients::connect(
+        &Target::parse(&c.target, &c.instance)?,
+        args.workers.div_ceil(WORKERS_PER_CONNECTION),
+    )
+    .await?;
+    let channels: Vec<_> = (0..worker_clients.len())
+        .map(|i| worker_clients.channel(i))
+        .collect();
     let workers = simulated_workers::start(&channels, args.workers, args.executors).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while workers.linked.load(Ordering::SeqCst) < args.workers as u64 {
@@ -161,7 +176,9 @@ pub async fn dispatch(args: DispatchArgs) -> Result<Vec<Report>, String> {
         c.concurrency, args.workers, args.executors
     );
     let spec = c.spec(label.clone());
-    let execution = clients.clone();
+    // Fresh connections: the backlog's dropped streams may have had the
+    // server close the old ones.
+    let execution = c.connect().await?;
     let measured = run(&spec, move |worker, _| {
         let mut client = execution.execution(worker);
         let request = request.clone();
@@ -171,16 +188,21 @@ pub async fn dispatch(args: DispatchArgs) -> Result<Vec<Report>, String> {
                 .await
                 .map_err(|s| format!("Execute: {}: {}", s.code(), s.message()))?
                 .into_inner();
+            // Read to the trailers: a stream dropped early is reset, and
+            // enough resets make h2 close the connection.
+            let mut done = false;
             while let Some(op) = stream
                 .message()
                 .await
                 .map_err(|s| format!("Execute stream: {}: {}", s.code(), s.message()))?
             {
-                if op.done {
-                    return Ok(Outcome::new(0, 1));
-                }
+                done |= op.done;
             }
-            Err("Execute stream ended before the operation was done".into())
+            if done {
+                Ok(Outcome::new(0, 1))
+            } else {
+                Err("Execute stream ended before the operation was done".into())
+            }
         }
     })
     .await;
