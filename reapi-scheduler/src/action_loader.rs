@@ -6,6 +6,7 @@
 //! `PreconditionFailure`, so the client uploads them all and retries once.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
@@ -18,6 +19,7 @@ use reapi_core::{BlobStore, Digest, Error, ErrorExt, Result};
 use tonic::Code;
 
 use crate::config::SchedulerConfig;
+use crate::directory_cache::DirectoryCache;
 
 /// Fetches and decodes a message; NOT_FOUND becomes a missing-blob
 /// precondition failure naming it.
@@ -103,35 +105,50 @@ pub fn effective_timeout(action: &Action, config: &SchedulerConfig) -> Result<Du
 }
 
 /// Walks the input tree: validates every directory and reports every
-/// missing blob (directories and files) at once. Also refreshes the age of
-/// the inputs, so they survive until the action runs.
+/// missing blob (directories and files) at once. Directories already in
+/// `cache` are not read again, only asked about (with the files) in one
+/// `find_missing`, which also refreshes the age of the inputs, so they
+/// survive until the action runs.
 pub async fn check_inputs(
     cas: &dyn BlobStore,
+    cache: &DirectoryCache,
     instance: &str,
     root: &Digest,
     allow_absolute_symlinks: bool,
 ) -> Result<()> {
     let mut missing = Vec::new();
-    let mut files = Vec::new();
+    // Files, and the cached directories whose presence is still to check.
+    let mut ask = Vec::new();
     let mut seen = HashSet::from([*root]);
     let mut queue = VecDeque::from([(*root, String::new())]);
     while let Some((digest, path)) = queue.pop_front() {
-        let bytes = match cas.get(instance, &digest).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.code() == Code::NotFound => {
-                missing.push(digest);
-                continue;
+        let dir = match cache.get(&digest) {
+            Some(dir) => {
+                ask.push(digest);
+                dir
             }
-            Err(e) => return Err(e.context(format!("reading input directory {digest}"))),
+            None => {
+                let bytes = match cas.get(instance, &digest).await {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.code() == Code::NotFound => {
+                        missing.push(digest);
+                        continue;
+                    }
+                    Err(e) => return Err(e.context(format!("reading input directory {digest}"))),
+                };
+                let dir = Directory::decode(bytes).map_err(|e| {
+                    Error::invalid_argument(format!(
+                        "input directory {path:?} ({digest}) does not decode: {e}"
+                    ))
+                })?;
+                validate_directory(&dir, &path, allow_absolute_symlinks)?;
+                let dir = Arc::new(dir);
+                cache.insert(digest, dir.clone());
+                dir
+            }
         };
-        let dir = Directory::decode(bytes).map_err(|e| {
-            Error::invalid_argument(format!(
-                "input directory {path:?} ({digest}) does not decode: {e}"
-            ))
-        })?;
-        validate_directory(&dir, &path, allow_absolute_symlinks)?;
         for file in &dir.files {
-            files.push(Digest::from_proto_field(
+            ask.push(Digest::from_proto_field(
                 file.digest.as_ref(),
                 "file digest",
             )?);
@@ -148,10 +165,10 @@ pub async fn check_inputs(
             }
         }
     }
-    files.sort_unstable();
-    files.dedup();
+    ask.sort_unstable();
+    ask.dedup();
     missing.extend(
-        cas.find_missing(instance, &files)
+        cas.find_missing(instance, &ask)
             .await
             .context("checking input files")?,
     );
@@ -159,5 +176,67 @@ pub async fn check_inputs(
         Ok(())
     } else {
         Err(Error::missing_blobs(&missing))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reapi_cas::store::memory::MemoryStore;
+    use reapi_core::proto::remote_execution::{DirectoryNode, FileNode};
+
+    fn encoded(dir: &Directory) -> (Digest, bytes::Bytes) {
+        let bytes = bytes::Bytes::from(dir.encode_to_vec());
+        (Digest::of_bytes(&bytes), bytes)
+    }
+
+    /// A directory known to the cache is still asked about: if the store
+    /// lost it, the client is told to upload it again.
+    #[tokio::test]
+    async fn a_cached_directory_the_store_lost_is_reported_missing() {
+        let file = bytes::Bytes::from_static(b"int main;");
+        let file_digest = Digest::of_bytes(&file);
+        let child = Directory {
+            files: vec![FileNode {
+                name: "main.c".into(),
+                digest: Some(file_digest.to_proto()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (child_digest, child_bytes) = encoded(&child);
+        let root = Directory {
+            directories: vec![DirectoryNode {
+                name: "src".into(),
+                digest: Some(child_digest.to_proto()),
+            }],
+            ..Default::default()
+        };
+        let (root_digest, root_bytes) = encoded(&root);
+
+        let full = MemoryStore::new(1 << 20);
+        for (d, b) in [
+            (root_digest, root_bytes.clone()),
+            (child_digest, child_bytes),
+            (file_digest, file),
+        ] {
+            full.put("", &d, b).await.unwrap();
+        }
+        let cache = DirectoryCache::new(16);
+        check_inputs(&full, &cache, "", &root_digest, false)
+            .await
+            .unwrap();
+        assert_eq!(cache.len(), 2);
+
+        // Only the root is left: the cached child and its file are missing.
+        let partial = MemoryStore::new(1 << 20);
+        partial.put("", &root_digest, root_bytes).await.unwrap();
+        let err = check_inputs(&partial, &cache, "", &root_digest, false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        let message = format!("{err:?}");
+        assert!(message.contains(&child_digest.hash_hex()[..16]), "{message}");
+        assert!(message.contains(&file_digest.hash_hex()[..16]), "{message}");
     }
 }

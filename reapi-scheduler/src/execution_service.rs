@@ -20,13 +20,19 @@ use reapi_core::{
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::action_loader::{check_inputs, effective_timeout, load_action};
+use crate::directory_cache::DirectoryCache;
 use crate::operation::{parse_name, OperationState, OperationWatch, Stage};
 use crate::peers::{forward, Peers, Target};
 use crate::scheduler::{Scheduler, Submission};
 
+/// Decoded input directories kept between Executes (a few hundred bytes
+/// each).
+const DIRECTORY_CACHE_ENTRIES: usize = 16 * 1024;
+
 pub struct ExecutionService {
     scheduler: Arc<Scheduler>,
     peers: Arc<Peers>,
+    directories: DirectoryCache,
     cas: Arc<dyn BlobStore>,
     action_cache: Arc<dyn ActionCache>,
     instances: InstancePolicy,
@@ -54,6 +60,7 @@ impl ExecutionService {
         ExecutionService {
             scheduler,
             peers,
+            directories: DirectoryCache::new(DIRECTORY_CACHE_ENTRIES),
             cas,
             action_cache,
             instances,
@@ -106,6 +113,7 @@ impl ExecutionService {
         )?;
         check_inputs(
             self.cas.as_ref(),
+            &self.directories,
             instance,
             &input_root,
             config.allow_absolute_symlinks,

@@ -11,6 +11,7 @@
 pub mod action_loader;
 mod class_queues;
 pub mod config;
+mod directory_cache;
 pub mod execution_service;
 mod fair_queue;
 pub mod in_process;
