@@ -49,6 +49,7 @@ fn caches(c: &mut Criterion) {
         rt.block_on(DiskStore::open(DiskStoreConfig {
             root: dir.path().join("cas"),
             max_bytes: 1 << 30,
+            retention: std::time::Duration::ZERO,
         }))
         .expect("open disk store"),
     );

@@ -26,6 +26,7 @@ fn store(c: &mut Criterion) {
         .block_on(DiskStore::open(DiskStoreConfig {
             root: dir.path().join("cas"),
             max_bytes: 64 << 30,
+            retention: std::time::Duration::ZERO,
         }))
         .expect("open disk store");
     const I: &str = "";

@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reapi_core::{ActionCache, BlobStore, InstancePolicy, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::action_cache::{
     BucketBackupActionCache, CompletenessCheckingActionCache, DiskActionCache,
@@ -18,6 +19,10 @@ use crate::store::{
 use reapi_core::Error;
 
 pub const DEFAULT_DISK_SIZE: u64 = 10 << 30;
+
+/// How long a referenced blob is kept: Bazel's Build without the Bytes
+/// assumes 3 h (its `--experimental_remote_cache_ttl`).
+pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_secs(3 * 60 * 60);
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +37,16 @@ pub struct StorageConfig {
     pub s3: Option<S3Config>,
     /// Write every blob and action result through to a GCS bucket too.
     pub gcs: Option<GcsConfig>,
+    /// How long the disk store keeps a blob after a write, FindMissingBlobs
+    /// or action cache hit referenced it, whatever its budget: a disk full
+    /// of such blobs refuses new ones with RESOURCE_EXHAUSTED. Zero keeps
+    /// nothing (plain LRU). In a file: `"3h"`, `"90m"`, `"500ms"` or whole
+    /// seconds.
+    #[serde(
+        default = "default_replica_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub default_replica_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -42,15 +57,39 @@ impl Default for StorageConfig {
             instances: None,
             s3: None,
             gcs: None,
+            default_replica_timeout: DEFAULT_REPLICA_TIMEOUT,
+        }
+    }
+}
+
+fn default_replica_timeout() -> Duration {
+    DEFAULT_REPLICA_TIMEOUT
+}
+
+/// A duration as whole seconds or as text with a unit (`3h`, `500ms`; see
+/// [`reapi_core::config::parse_duration`]).
+fn deserialize_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Seconds(u64),
+        Text(String),
+    }
+    match Value::deserialize(deserializer)? {
+        Value::Seconds(secs) => Ok(Duration::from_secs(secs)),
+        Value::Text(text) => {
+            reapi_core::config::parse_duration(&text).map_err(serde::de::Error::custom)
         }
     }
 }
 
 /// An external store, both as blobs and as a bucket for result backups.
-struct Remote {
-    store: Arc<dyn BlobStore>,
-    bucket: Arc<dyn ObjectBucket>,
-    description: String,
+pub(crate) struct Remote {
+    pub(crate) store: Arc<dyn BlobStore>,
+    pub(crate) bucket: Arc<dyn ObjectBucket>,
+    pub(crate) description: String,
 }
 
 /// The built storage: the stores themselves, for whoever runs beside them
@@ -73,7 +112,7 @@ impl StorageConfig {
     /// Connects to the external store, if one is configured, and checks
     /// that the bucket answers: a wrong secret or a missing bucket is an
     /// error at start, not at the first build.
-    async fn remote(&self) -> Result<Option<Remote>> {
+    pub(crate) async fn remote(&self) -> Result<Option<Remote>> {
         match (&self.s3, &self.gcs) {
             (Some(_), Some(_)) => Err(Error::invalid_argument(
                 "configure either [storage.s3] or [storage.gcs], not both",
@@ -129,6 +168,7 @@ impl StorageConfig {
             DiskStore::open(DiskStoreConfig {
                 root: self.data_dir.join("cas"),
                 max_bytes: self.disk_size,
+                retention: self.default_replica_timeout,
             })
             .await?,
         );
@@ -159,6 +199,8 @@ pub struct WorkerStorage {
     /// cannot answer is fetched and kept.
     pub store: Arc<dyn BlobStore>,
     pub upstream: String,
+    /// The cluster CAS, when the worker is part of one.
+    pub cluster: Option<crate::store::ClusterStore>,
 }
 
 impl StorageConfig {
@@ -170,6 +212,8 @@ impl StorageConfig {
             DiskStore::open(DiskStoreConfig {
                 root: self.data_dir.join("cas"),
                 max_bytes: self.disk_size,
+                // A cache in front of the CAS, not a copy of it: nothing to protect.
+                retention: Duration::ZERO,
             })
             .await?,
         );
@@ -190,6 +234,7 @@ impl StorageConfig {
             disk,
             store,
             upstream: description,
+            cluster: None,
         })
     }
 }

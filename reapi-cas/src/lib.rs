@@ -7,6 +7,7 @@
 //! `Arc<dyn ActionCache>`.
 
 pub mod action_cache;
+pub mod cluster_storage;
 pub mod config;
 pub mod instance_dir;
 mod lru;

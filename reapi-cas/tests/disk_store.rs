@@ -36,6 +36,7 @@ async fn open(root: &std::path::Path, max_bytes: u64) -> DiskStore {
     DiskStore::open(DiskStoreConfig {
         root: root.to_owned(),
         max_bytes,
+        retention: std::time::Duration::ZERO,
     })
     .await
     .unwrap()

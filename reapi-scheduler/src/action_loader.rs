@@ -236,7 +236,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition);
         let message = format!("{err:?}");
-        assert!(message.contains(&child_digest.hash_hex()[..16]), "{message}");
+        assert!(
+            message.contains(&child_digest.hash_hex()[..16]),
+            "{message}"
+        );
         assert!(message.contains(&file_digest.hash_hex()[..16]), "{message}");
     }
 }

@@ -9,7 +9,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use reapi_core::cluster::messages::StateReport;
+use reapi_core::cluster::messages::{StateReport, StorageMember};
+use reapi_core::cluster::placement::{Placement, PlacementSender};
 use reapi_core::cluster::SchedulerMessage;
 use reapi_core::platform::ExecutorProperties;
 use reapi_core::{Error, Result};
@@ -37,8 +38,9 @@ pub(crate) struct WorkerPool {
 pub(crate) struct Worker {
     pub id: String,
     /// Where it serves blobs, if it does.
-    #[allow(dead_code)] // read by the cluster CAS's placement
     pub address: String,
+    /// Bytes it gives to the cluster CAS; 0: it holds no replicas.
+    pub replica_space: u64,
     pub outbound: Outbound,
     pub pools: Vec<WorkerPool>,
     pub leases: HashSet<LeaseId>,
@@ -75,6 +77,25 @@ pub(crate) struct Workers {
     pub by_id: HashMap<String, ConnId>,
     pub classes: HashMap<ExecutorProperties, ExecutorClass>,
     next_conn: ConnId,
+    /// The workers with replica space, sorted: the cluster CAS's members.
+    storage_members: Vec<StorageMember>,
+    /// Where this process's cluster store follows the members.
+    placement: Option<PlacementSender>,
+}
+
+/// `host:port` with a non-empty host and a numeric port.
+fn is_host_port(address: &str) -> bool {
+    match address.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && address.len() <= 256
+                && !address
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    }
 }
 
 /// A state report's pools, checked.
@@ -93,6 +114,12 @@ pub(crate) fn check_report(report: &StateReport) -> Result<Vec<ReportedPool>> {
         return Err(Error::invalid_argument(format!(
             "worker_id {:?} is not a printable name of at most 256 bytes",
             report.worker_id
+        )));
+    }
+    if report.replica_space > 0 && !is_host_port(&report.address) {
+        return Err(Error::invalid_argument(format!(
+            "worker {} has replica space but its address {:?} is not host:port",
+            report.worker_id, report.address
         )));
     }
     let mut pools = Vec::with_capacity(report.pools.len());
@@ -156,6 +183,7 @@ impl Workers {
             Worker {
                 id: report.worker_id.clone(),
                 address: report.address.clone(),
+                replica_space: report.replica_space,
                 outbound,
                 pools,
                 leases: HashSet::new(),
@@ -169,7 +197,59 @@ impl Workers {
         for pool in 0..self.by_conn[&conn].pools.len() {
             self.reindex(conn, pool as u32);
         }
+        if !self.storage_members_changed() {
+            // The newcomer still needs the list the others already have.
+            self.by_conn[&conn].send(SchedulerMessage::storage_members(
+                self.storage_members.clone(),
+            ));
+        }
         conn
+    }
+
+    /// Publishes the cluster CAS's members to `sender` from now on.
+    pub fn publish_placement(&mut self, sender: PlacementSender) {
+        sender.send_replace(std::sync::Arc::new(Placement::new(&self.storage_members)));
+        self.placement = Some(sender);
+    }
+
+    /// Recomputes the storage members; when they changed, tells every
+    /// worker and this process's cluster store. Returns whether they
+    /// changed.
+    fn storage_members_changed(&mut self) -> bool {
+        let mut members: Vec<StorageMember> = self
+            .by_conn
+            .values()
+            // A draining worker hands its share off: it is no placement
+            // target any more, and its blobs move to the others.
+            .filter(|w| w.replica_space > 0 && !w.draining && !w.leaving)
+            .map(|w| StorageMember {
+                worker_id: w.id.clone(),
+                address: w.address.clone(),
+            })
+            .collect();
+        members.sort();
+        if members == self.storage_members {
+            return false;
+        }
+        tracing::info!(
+            members = members.len(),
+            "cluster CAS members changed: {}",
+            members
+                .iter()
+                .map(|m| m.worker_id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.storage_members = members;
+        if let Some(sender) = &self.placement {
+            sender.send_replace(std::sync::Arc::new(Placement::new(&self.storage_members)));
+        }
+        for worker in self.by_conn.values() {
+            worker.send(SchedulerMessage::storage_members(
+                self.storage_members.clone(),
+            ));
+        }
+        true
     }
 
     /// Removes a worker and its pools from the indexes.
@@ -187,6 +267,7 @@ impl Workers {
                 }
             }
         }
+        self.storage_members_changed();
         Some(worker)
     }
 
@@ -238,6 +319,7 @@ impl Workers {
         for pool in 0..worker.pools.len() {
             self.reindex(conn, pool as u32);
         }
+        self.storage_members_changed();
     }
 
     pub fn set_leaving(&mut self, conn: ConnId) {
@@ -247,6 +329,7 @@ impl Workers {
                 self.reindex(conn, pool as u32);
             }
         }
+        self.storage_members_changed();
     }
 
     /// The distinct properties of live workers' pools.

@@ -164,6 +164,7 @@ impl FakeWorker {
                     running_leases: Vec::new(),
                     last_offer_seen: 0,
                     draining: false,
+                    replica_space: 0,
                 },
                 pools_of: HashMap::new(),
             })),
@@ -308,11 +309,22 @@ impl FakeWorker {
 
     /// The next message from the scheduler, an error, or `None` when the
     /// scheduler ended the stream.
+    /// The list of cluster CAS members, sent whenever it changes, is
+    /// skipped: these workers hold no replicas.
     async fn next_or_end(&mut self) -> Option<Result<SchedulerMessage, Status>> {
         let what = format!("worker {}: the next scheduler message", self.id);
-        within(PATIENCE, &what, self.inbound.message())
-            .await
-            .transpose()
+        loop {
+            let message = within(PATIENCE, &what, self.inbound.message())
+                .await
+                .transpose();
+            if let Some(Ok(SchedulerMessage {
+                kind: Some(scheduler_message::Kind::StorageMembers(_)),
+            })) = message
+            {
+                continue;
+            }
+            return message;
+        }
     }
 
     async fn next(&mut self) -> SchedulerMessage {

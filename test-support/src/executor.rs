@@ -46,6 +46,7 @@ impl Harness {
             DiskStore::open(DiskStoreConfig {
                 root: dir.path().join("cas"),
                 max_bytes: 4 << 30,
+                retention: std::time::Duration::ZERO,
             })
             .await
             .unwrap(),

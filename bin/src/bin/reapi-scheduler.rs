@@ -1,6 +1,6 @@
 //! `reapi-scheduler`: a scheduler of a cluster. Serves every REAPI service
-//! over its storage (its own disk, or a bucket shared by the cluster),
-//! queues actions and leases them to the workers linked to it.
+//! over the cluster CAS (on the workers' disks; or, with --local_cas, its
+//! own disk), queues actions and leases them to the workers linked to it.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use clap::Parser;
 use reapi_bin::config::scheduler::{SchedulerFlags, SchedulerProcessConfig};
 use reapi_bin::run::{main_with, shutdown_signal};
 use reapi_cas::service::listener;
+use reapi_core::cluster::placement::placement_channel;
 use reapi_scheduler::{ExecutionServices, Peers, Scheduler};
 use tonic::service::RoutesBuilder;
 
@@ -25,16 +26,37 @@ fn main() -> ExitCode {
 
 async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
     let data_dir = config.storage.data_dir.clone();
-    let storage = config
-        .storage
-        .open()
-        .await
-        .map_err(|e| format!("opening storage in {}: {e}", data_dir.display()))?;
+    let opening = |e: reapi_core::Error| format!("opening storage in {}: {e}", data_dir.display());
+    let (placement, following) = placement_channel();
+    let (store, action_cache, instances, mut storage_services) = if config.local_cas {
+        let storage = config.storage.open().await.map_err(opening)?;
+        let services = storage.services();
+        (
+            storage.store,
+            storage.action_cache,
+            storage.instances,
+            services,
+        )
+    } else {
+        let storage = config
+            .storage
+            .open_cluster_scheduler(following, config.replica_count)
+            .await
+            .map_err(opening)?;
+        let services = storage.services();
+        (
+            storage.store,
+            storage.action_cache,
+            storage.instances,
+            services,
+        )
+    };
     let listener = listener::bind(config.listen)
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let scheduler = Scheduler::start(storage.action_cache.clone(), config.scheduler.clone());
+    let scheduler = Scheduler::start(action_cache.clone(), config.scheduler.clone());
+    scheduler.publish_placement(placement);
     let peers = match &config.schedulers {
         None => None,
         Some(members) => {
@@ -60,13 +82,12 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
     };
 
     let mut routes = RoutesBuilder::default();
-    let mut storage_services = storage.services();
     let execution = ExecutionServices {
         scheduler: scheduler.clone(),
         peers: peers.clone(),
-        store: storage.store.clone(),
-        action_cache: storage.action_cache.clone(),
-        instances: storage.instances.clone(),
+        store,
+        action_cache,
+        instances,
     };
     storage_services.execution = Some(execution.support());
     execution.add_to(&mut routes);

@@ -29,6 +29,14 @@ pub struct FileConfig {
     pub heartbeat_timeout: Option<String>,
     pub orphan_timeout: Option<String>,
     pub drain_grace: Option<String>,
+    /// How long used blobs are protected from eviction, e.g. "3h".
+    pub default_replica_timeout: Option<String>,
+    /// Copies of every blob in the cluster CAS.
+    pub replica_count: Option<usize>,
+    /// A worker's disk given to the cluster CAS (0: execution only).
+    pub replica_space: Option<SizeValue>,
+    /// A scheduler keeps the CAS on its own disk instead of the workers'.
+    pub local_cas: Option<bool>,
 }
 
 /// `[storage.s3]` / `[storage.gcs]`: an external store to write through to.
@@ -59,12 +67,20 @@ impl FileConfig {
     }
 
     pub fn disk_size(&self) -> Result<Option<u64>, String> {
-        match &self.disk_size {
+        Self::size(&self.disk_size, "disk_size")
+    }
+
+    pub fn replica_space(&self) -> Result<Option<u64>, String> {
+        Self::size(&self.replica_space, "replica_space")
+    }
+
+    fn size(value: &Option<SizeValue>, key: &str) -> Result<Option<u64>, String> {
+        match value {
             None => Ok(None),
             Some(SizeValue::Bytes(n)) => Ok(Some(*n)),
             Some(SizeValue::Text(t)) => parse_size_flag(t)
                 .map(Some)
-                .map_err(|e| format!("disk_size: {e}")),
+                .map_err(|e| format!("{key}: {e}")),
         }
     }
 

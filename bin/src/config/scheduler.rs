@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use reapi_cas::config::StorageConfig;
+use reapi_cas::store::cluster::DEFAULT_REPLICA_COUNT;
 use reapi_core::cluster::discovery::MemberList;
 use reapi_scheduler::SchedulerConfig;
 
@@ -40,6 +41,13 @@ pub struct SchedulerFlags {
     pub advertise: Option<String>,
     #[command(flatten)]
     pub scheduling: SchedulingFlags,
+    /// Copies of every blob in the cluster CAS (default 3).
+    #[arg(long = "replica_count", value_name = "N")]
+    pub replica_count: Option<usize>,
+    /// Keep the CAS on this scheduler's disk, workers fetching through it,
+    /// instead of on the workers' disks (a cluster of one scheduler).
+    #[arg(long = "local_cas")]
+    pub local_cas: bool,
 }
 
 #[derive(Debug)]
@@ -49,6 +57,8 @@ pub struct SchedulerProcessConfig {
     pub schedulers: Option<MemberList>,
     pub advertise: Option<String>,
     pub scheduler: SchedulerConfig,
+    pub replica_count: usize,
+    pub local_cas: bool,
 }
 
 impl SchedulerProcessConfig {
@@ -63,7 +73,18 @@ impl SchedulerProcessConfig {
             schedulers,
             advertise: flags.advertise.or(file.advertise),
             scheduler,
+            replica_count: check_replica_count(flags.replica_count.or(file.replica_count))?,
+            local_cas: flags.local_cas || file.local_cas.unwrap_or(false),
         })
+    }
+}
+
+/// `--replica_count`, default [`DEFAULT_REPLICA_COUNT`], at least 1.
+pub(crate) fn check_replica_count(value: Option<usize>) -> Result<usize, String> {
+    match value {
+        None => Ok(DEFAULT_REPLICA_COUNT),
+        Some(0) => Err("--replica_count must be at least 1".into()),
+        Some(n) => Ok(n),
     }
 }
 
@@ -76,6 +97,8 @@ mod tests {
     fn a_cluster_of_one_by_default() {
         let config = SchedulerProcessConfig::load(SchedulerFlags::default()).unwrap();
         assert!(config.schedulers.is_none());
+        assert_eq!(config.replica_count, 3);
+        assert!(!config.local_cas);
         assert_eq!(config.scheduler.heartbeat_timeout, Duration::from_secs(10));
     }
 
@@ -92,6 +115,10 @@ mod tests {
         assert_eq!(config.schedulers.unwrap().entries().len(), 2);
         assert_eq!(config.scheduler.heartbeat_timeout, Duration::from_secs(3));
         assert_eq!(config.scheduler.heartbeat_interval, Duration::from_secs(1));
+        let zero = SchedulerFlags::parse_from(["reapi-scheduler", "--replica_count", "0"]);
+        assert!(SchedulerProcessConfig::load(zero)
+            .unwrap_err()
+            .contains("--replica_count"));
         let bad = SchedulerFlags::parse_from(["reapi-scheduler", "--schedulers", "nohost"]);
         assert!(SchedulerProcessConfig::load(bad)
             .unwrap_err()

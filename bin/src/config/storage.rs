@@ -8,7 +8,7 @@ use reapi_cas::config::StorageConfig;
 use reapi_cas::store::{GcsConfig, S3Config};
 
 use super::file::FileConfig;
-use super::parse_size_flag;
+use super::{parse_duration_flag, parse_size_flag};
 
 #[derive(Args, Debug, Default, Clone)]
 pub struct StorageFlags {
@@ -42,6 +42,11 @@ pub struct StorageFlags {
     /// Object-name prefix in the GCS bucket.
     #[arg(long = "gcs-prefix", value_name = "PREFIX")]
     pub gcs_prefix: Option<String>,
+    /// Blobs used (written, asked about, named by a cache hit) within this
+    /// time are never evicted; a disk full of them refuses writes (e.g.
+    /// 3h, the default; 0 turns protection off).
+    #[arg(long = "default_replica_timeout", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub default_replica_timeout: Option<std::time::Duration>,
     /// Send no credentials to GCS (for emulators).
     #[arg(long = "gcs-no-auth")]
     pub gcs_no_auth: bool,
@@ -66,6 +71,13 @@ impl StorageFlags {
             instances: file.instances.clone(),
             s3: self.s3(section.s3),
             gcs: self.gcs(section.gcs),
+            default_replica_timeout: match self.default_replica_timeout {
+                Some(timeout) => timeout,
+                None => {
+                    FileConfig::duration(&file.default_replica_timeout, "default_replica_timeout")?
+                        .unwrap_or(defaults.default_replica_timeout)
+                }
+            },
         })
     }
 

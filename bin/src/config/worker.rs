@@ -1,6 +1,7 @@
 //! `reapi-worker`: runs actions for the schedulers it links to, with its
 //! disk store in front of the cluster's CAS.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,8 +10,12 @@ use reapi_cas::config::StorageConfig;
 use reapi_core::cluster::discovery::MemberList;
 
 use super::file::FileConfig;
-use super::parse_duration_flag;
+use super::scheduler::check_replica_count;
 use super::storage::StorageFlags;
+use super::{parse_duration_flag, parse_size_flag};
+
+/// Where a worker serves its share of the cluster CAS unless told.
+pub const DEFAULT_WORKER_LISTEN: &str = "127.0.0.1:0";
 
 /// How long a draining worker lets running actions finish by default.
 pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -31,10 +36,26 @@ pub struct WorkerFlags {
     /// repeated), or one DNS name whose addresses are all of them.
     #[arg(long, value_name = "HOST:PORT")]
     pub schedulers: Vec<String>,
-    /// Where the cluster's CAS is reached when no bucket is configured
-    /// (default: the first entry of --schedulers).
+    /// Reach the CAS through this server (a scheduler run with
+    /// --local_cas) instead of holding the cluster CAS on the workers.
     #[arg(long, value_name = "HOST:PORT")]
     pub cas: Option<String>,
+    /// Where to serve this worker's share of the cluster CAS (port 0
+    /// picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The address others reach this worker at (default: the listen
+    /// address).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Disk given to the cluster CAS (default: --disk_size); 0 makes an
+    /// execution-only worker that holds no replicas and keeps only a
+    /// cache of --disk_size.
+    #[arg(long = "replica_space", value_name = "SIZE", value_parser = parse_size_flag)]
+    pub replica_space: Option<u64>,
+    /// Copies of every blob in the cluster CAS (default 3).
+    #[arg(long = "replica_count", value_name = "N")]
+    pub replica_count: Option<usize>,
     /// Executors (default: one per CPU; 0 runs nothing).
     #[arg(long, value_name = "N")]
     pub executors: Option<usize>,
@@ -46,12 +67,26 @@ pub struct WorkerFlags {
     pub drain_grace: Option<Duration>,
 }
 
+/// Where a worker's CAS is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerCas {
+    /// The cluster CAS on the workers' disks; this worker gives it
+    /// `replica_space` bytes (0: none) and serves them on `listen`.
+    Cluster {
+        listen: SocketAddr,
+        advertise: Option<String>,
+        replica_space: u64,
+        replica_count: usize,
+    },
+    /// The CAS of the server at this address.
+    Through(String),
+}
+
 #[derive(Debug)]
 pub struct WorkerProcessConfig {
     pub storage: StorageConfig,
     pub schedulers: MemberList,
-    /// The CAS to go through when there is no bucket.
-    pub cas: String,
+    pub cas: WorkerCas,
     pub executors: Option<usize>,
     pub platform: Vec<String>,
     pub drain_grace: Duration,
@@ -64,10 +99,23 @@ impl WorkerProcessConfig {
         let schedulers = file
             .schedulers(&flags.schedulers)?
             .ok_or("--schedulers is required: where the cluster's schedulers are")?;
-        let cas = flags
-            .cas
-            .or(file.cas.clone())
-            .unwrap_or_else(|| schedulers.entries()[0].clone());
+        let cas = match flags.cas.or(file.cas.clone()) {
+            Some(address) => WorkerCas::Through(address),
+            None => WorkerCas::Cluster {
+                listen: match flags.listen.or(file.listen) {
+                    Some(addr) => addr,
+                    None => DEFAULT_WORKER_LISTEN
+                        .parse()
+                        .map_err(|e| format!("default listen address: {e}"))?,
+                },
+                advertise: flags.advertise.or(file.advertise.clone()),
+                replica_space: flags
+                    .replica_space
+                    .or(file.replica_space()?)
+                    .unwrap_or(storage.disk_size),
+                replica_count: check_replica_count(flags.replica_count.or(file.replica_count))?,
+            },
+        };
         Ok(WorkerProcessConfig {
             storage,
             schedulers,
@@ -97,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cas_defaults_to_the_first_scheduler() {
+    fn the_cas_is_the_cluster_cas_unless_a_server_is_named() {
         let flags = WorkerFlags::parse_from([
             "reapi-worker",
             "--schedulers",
@@ -106,10 +154,38 @@ mod tests {
             "sched-b:8980",
             "--drain_grace",
             "30s",
+            "--disk_size",
+            "2G",
         ]);
         let config = WorkerProcessConfig::load(flags).unwrap();
-        assert_eq!(config.cas, "sched-a:8980");
+        assert_eq!(
+            config.cas,
+            WorkerCas::Cluster {
+                listen: DEFAULT_WORKER_LISTEN.parse().unwrap(),
+                advertise: None,
+                replica_space: 2 << 30,
+                replica_count: 3,
+            }
+        );
         assert_eq!(config.drain_grace, Duration::from_secs(30));
+        let flags = WorkerFlags::parse_from([
+            "reapi-worker",
+            "--schedulers",
+            "lb:8980",
+            "--replica_space",
+            "0",
+            "--replica_count",
+            "2",
+        ]);
+        let config = WorkerProcessConfig::load(flags).unwrap();
+        assert!(matches!(
+            config.cas,
+            WorkerCas::Cluster {
+                replica_space: 0,
+                replica_count: 2,
+                ..
+            }
+        ));
         let flags = WorkerFlags::parse_from([
             "reapi-worker",
             "--schedulers",
@@ -117,6 +193,9 @@ mod tests {
             "--cas",
             "cas:1234",
         ]);
-        assert_eq!(WorkerProcessConfig::load(flags).unwrap().cas, "cas:1234");
+        assert_eq!(
+            WorkerProcessConfig::load(flags).unwrap().cas,
+            WorkerCas::Through("cas:1234".into())
+        );
     }
 }

@@ -53,3 +53,25 @@ impl StorageServices {
         );
     }
 }
+
+/// Capabilities, ContentAddressableStorage and ByteStream over `store`
+/// alone: what a worker serves to the rest of the cluster (its share of
+/// the cluster CAS). Requests to it never go further than `store`.
+pub fn add_blob_services(
+    routes: &mut RoutesBuilder,
+    store: Arc<dyn BlobStore>,
+    instances: InstancePolicy,
+) {
+    routes.add_service(
+        CapabilitiesServer::new(CapabilitiesService::new(instances.clone(), None))
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+    );
+    routes.add_service(
+        ContentAddressableStorageServer::new(CasService::new(store.clone(), instances.clone()))
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+    );
+    routes.add_service(ByteStreamRoutes::new(
+        ByteStreamService::new(store, instances),
+        MAX_DECODING_MESSAGE_SIZE,
+    ));
+}

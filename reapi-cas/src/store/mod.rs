@@ -4,6 +4,7 @@
 //! configuration types are always there.
 
 pub mod bucket;
+pub mod cluster;
 pub mod disk;
 #[cfg(feature = "gcs")]
 pub mod gcs;
@@ -17,6 +18,7 @@ pub mod s3_config;
 pub mod write_through;
 
 pub use bucket::ObjectBucket;
+pub use cluster::{ClusterStore, LocalMember};
 pub use disk::{DiskStore, DiskStoreConfig};
 #[cfg(feature = "gcs")]
 pub use gcs::GcsStore;

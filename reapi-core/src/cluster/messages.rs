@@ -66,6 +66,11 @@ pub struct StateReport {
     /// The worker takes no new leases (it is shutting down).
     #[prost(bool, tag = "6")]
     pub draining: bool,
+    /// Bytes of its disk given to the cluster's CAS: 0 for a worker that
+    /// holds no replicas (execution only), which is never a placement
+    /// target. A worker with replica space must give an `address`.
+    #[prost(uint64, tag = "7")]
+    pub replica_space: u64,
 }
 
 /// Executors with equal properties.
@@ -117,7 +122,7 @@ pub struct Goodbye {
 /// Scheduler to worker.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SchedulerMessage {
-    #[prost(oneof = "scheduler_message::Kind", tags = "1, 2, 3, 4")]
+    #[prost(oneof = "scheduler_message::Kind", tags = "1, 2, 3, 4, 5")]
     pub kind: Option<scheduler_message::Kind>,
 }
 
@@ -135,7 +140,28 @@ pub mod scheduler_message {
         /// Something the worker sent was refused; nothing else changed.
         #[prost(message, tag = "4")]
         Notice(super::Notice),
+        /// The workers that hold the cluster's CAS, all of them, sent after
+        /// the welcome and whenever the set changes.
+        #[prost(message, tag = "5")]
+        StorageMembers(super::StorageMembers),
     }
+}
+
+/// Every live worker with replica space, as one scheduler sees them.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct StorageMembers {
+    #[prost(message, repeated, tag = "1")]
+    pub members: Vec<StorageMember>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Message)]
+pub struct StorageMember {
+    /// The worker's stable id: what placement ranks.
+    #[prost(string, tag = "1")]
+    pub worker_id: String,
+    /// Where it serves the REAPI CAS and ByteStream (`host:port`).
+    #[prost(string, tag = "2")]
+    pub address: String,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -238,6 +264,14 @@ impl WorkerMessage {
 }
 
 impl SchedulerMessage {
+    pub fn storage_members(members: Vec<StorageMember>) -> Self {
+        SchedulerMessage {
+            kind: Some(scheduler_message::Kind::StorageMembers(StorageMembers {
+                members,
+            })),
+        }
+    }
+
     pub fn welcome(welcome: Welcome) -> Self {
         SchedulerMessage {
             kind: Some(scheduler_message::Kind::Welcome(welcome)),

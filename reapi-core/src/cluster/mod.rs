@@ -6,6 +6,7 @@
 pub mod discovery;
 pub mod link;
 pub mod messages;
+pub mod placement;
 pub mod rendezvous;
 pub mod service;
 

@@ -128,6 +128,14 @@ impl Inner {
                 }
                 None
             }
+            Some(scheduler_message::Kind::StorageMembers(list)) => {
+                let mut state = self.state.lock();
+                if let Some(entry) = state.links.get_mut(&link) {
+                    entry.storage_members = list.members;
+                    self.publish_placement(&state);
+                }
+                None
+            }
             Some(scheduler_message::Kind::Notice(notice)) => {
                 let status = notice.status.unwrap_or_default();
                 tracing::warn!(

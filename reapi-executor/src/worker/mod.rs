@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use reapi_core::cluster::messages::{ExecutorGroup, StateReport};
+use reapi_core::cluster::messages::{ExecutorGroup, StateReport, StorageMember};
+use reapi_core::cluster::placement::{Placement, PlacementSender};
 use reapi_core::cluster::{SchedulerConnector, WorkerMessage};
 use reapi_core::execution::ExecutorPool;
 use reapi_core::proto::remote_execution::Platform;
@@ -43,6 +44,12 @@ pub struct WorkerConfig {
     pub id: String,
     /// Where the worker serves blobs, if it does (`host:port`).
     pub address: String,
+    /// Bytes of its disk given to the cluster CAS (0: it holds no
+    /// replicas); needs `address`.
+    pub replica_space: u64,
+    /// Where the cluster CAS's members, as the schedulers tell them, are
+    /// published (the union of every linked scheduler's list).
+    pub placement: Option<PlacementSender>,
     /// How often a state report is sent until a scheduler's welcome says
     /// otherwise.
     pub heartbeat_interval: Duration,
@@ -55,6 +62,8 @@ impl WorkerConfig {
         WorkerConfig {
             id: id.into(),
             address: String::new(),
+            replica_space: 0,
+            placement: None,
             heartbeat_interval: Duration::from_secs(2),
             reconnect_delay: Duration::from_secs(1),
         }
@@ -102,6 +111,8 @@ struct Link {
     last_offer_seen: u64,
     /// The scheduler accepted the worker's first report.
     welcomed: bool,
+    /// The cluster CAS's members as this scheduler last told them.
+    storage_members: Vec<StorageMember>,
 }
 
 struct RunningLease {
@@ -261,6 +272,31 @@ impl Worker {
 }
 
 impl Inner {
+    /// Publishes the union of the storage members every link reported.
+    fn publish_placement(&self, state: &State) {
+        let Some(sender) = &self.config.placement else {
+            return;
+        };
+        let placement = Placement::new(state.links.values().flat_map(|l| &l.storage_members));
+        sender.send_if_modified(|current| {
+            if **current == placement {
+                return false;
+            }
+            tracing::info!(
+                members = placement.len(),
+                "cluster CAS members: {}",
+                placement
+                    .holders()
+                    .iter()
+                    .map(|h| h.id.as_ref())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            *current = Arc::new(placement);
+            true
+        });
+    }
+
     fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -295,6 +331,7 @@ impl Inner {
             running_leases,
             last_offer_seen,
             draining: self.is_draining(),
+            replica_space: self.config.replica_space,
         })
     }
 
@@ -330,6 +367,7 @@ impl Inner {
                 outbound,
                 last_offer_seen: 0,
                 welcomed: false,
+                storage_members: Vec::new(),
             },
         );
         let first = self.report(&state, link);
@@ -344,6 +382,9 @@ impl Inner {
         let Some(entry) = state.links.remove(&link) else {
             return;
         };
+        if !entry.storage_members.is_empty() {
+            self.publish_placement(&state);
+        }
         let mut stopped = 0;
         for ((lease_link, _), lease) in state.leases.iter_mut() {
             if *lease_link == link {

@@ -269,6 +269,13 @@ impl Scheduler {
         self.state.lock().workers.offered()
     }
 
+    /// Keeps `sender` up to date with the cluster CAS's members: the
+    /// linked workers with replica space. A process's cluster store
+    /// follows the other end.
+    pub fn publish_placement(&self, sender: reapi_core::cluster::placement::PlacementSender) {
+        self.state.lock().workers.publish_placement(sender);
+    }
+
     pub fn executor_summary(&self) -> ExecutorSummary {
         let state = self.state.lock();
         let (executors, free) = state.workers.executor_counts();

@@ -81,12 +81,22 @@ impl ScriptedWorker {
         }));
     }
 
+    /// The next message, past lists of cluster CAS members (these workers
+    /// hold no replicas).
     async fn next(&mut self) -> SchedulerMessage {
-        tokio::time::timeout(PATIENCE, self.from_scheduler.next())
-            .await
-            .expect("no message from the scheduler in time")
-            .expect("the scheduler ended the link")
-            .expect("the scheduler failed the link")
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.from_scheduler.next())
+                .await
+                .expect("no message from the scheduler in time")
+                .expect("the scheduler ended the link")
+                .expect("the scheduler failed the link");
+            if !matches!(
+                message.kind,
+                Some(scheduler_message::Kind::StorageMembers(_))
+            ) {
+                return message;
+            }
+        }
     }
 
     async fn offer(&mut self) -> LeaseOffer {
@@ -127,8 +137,18 @@ impl ScriptedWorker {
     }
 
     async fn no_message_for(&mut self, wait: Duration) {
-        if let Ok(Some(message)) = tokio::time::timeout(wait, self.from_scheduler.next()).await {
-            panic!("unexpected message {message:?}");
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(message)) =
+            tokio::time::timeout_at(deadline, self.from_scheduler.next()).await
+        {
+            if !matches!(
+                &message,
+                Ok(SchedulerMessage {
+                    kind: Some(scheduler_message::Kind::StorageMembers(_))
+                })
+            ) {
+                panic!("unexpected message {message:?}");
+            }
         }
     }
 }

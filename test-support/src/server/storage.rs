@@ -84,6 +84,8 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             disk_size,
             instances,
+            // Tests of LRU eviction fill small budgets within seconds.
+            default_replica_timeout: std::time::Duration::ZERO,
             ..Default::default()
         }
         .open()

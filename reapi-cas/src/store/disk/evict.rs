@@ -1,13 +1,22 @@
-//! LRU eviction against the byte budget.
+//! LRU eviction against the byte budget, sparing blobs protected by the
+//! retention time (see `retention.rs`).
 //!
 //! Runs in the thread of the commit that took the store over budget, after
 //! that commit's blob is indexed (and pinned, so it is never the victim).
 //! One thread evicts at a time; a commit that finds eviction already under
 //! way returns at once, and the evicting thread re-checks the budget after
 //! it lets go, so no commit's bytes are missed.
+//!
+//! With a retention time, room is made before a new blob is stored instead
+//! ([`Inner::make_room`]), as protected blobs may leave none: then the write
+//! is refused rather than the budget exceeded. Only writes that do not fit
+//! take that path; below the budget a write costs one more atomic load.
 
 use std::time::Instant;
 
+use reapi_core::{Digest, Error, Result};
+
+use super::retention;
 use super::Inner;
 
 /// Eviction frees space down to this share of the budget, so that it runs
@@ -17,24 +26,92 @@ pub(super) fn low_water(max_bytes: u64) -> u64 {
 }
 
 impl Inner {
-    /// Evicts least recently used blobs if the store is over budget.
+    /// Whether a new blob of `size` bytes fits in the budget as it stands.
+    pub(super) fn fits(&self, size: u64) -> bool {
+        self.index.used_bytes().saturating_add(size) <= self.max_bytes
+    }
+
+    /// The oldest protected clock value, with a retention time.
+    fn protected_since(&self) -> Option<u64> {
+        self.retention.as_ref().map(|r| r.protected_since())
+    }
+
+    /// Evicts least recently used (unprotected) blobs if the store is over
+    /// budget.
     pub(super) fn evict_if_needed(&self) {
         while self.index.used_bytes() > self.max_bytes {
             let Some(guard) = self.evict_lock.try_lock() else {
                 return;
             };
-            let progress = self.evict_to_low_water();
+            let evicted = self.evict_down_to(low_water(self.max_bytes));
             drop(guard);
-            if !progress {
+            if evicted == 0 {
+                let used_bytes = self.index.used_bytes();
+                match &self.retention {
+                    Some(r) => tracing::warn!(
+                        used_bytes,
+                        max_bytes = self.max_bytes,
+                        retention = %retention::display(r.window()),
+                        "disk store is over budget and every blob is protected by the retention time"
+                    ),
+                    None => tracing::warn!(
+                        used_bytes,
+                        max_bytes = self.max_bytes,
+                        "disk store is over budget but found nothing to evict"
+                    ),
+                }
                 return;
             }
         }
     }
 
-    /// Returns whether anything was evicted.
-    fn evict_to_low_water(&self) -> bool {
+    /// With a retention time, makes room for a new blob before it is
+    /// stored: evicts unprotected blobs down to the low-water mark less the
+    /// blob, and refuses the blob with RESOURCE_EXHAUSTED when it still does
+    /// not fit. The caller has checked that the blob is not already stored.
+    /// Without a retention time, does nothing: eviction after the commit
+    /// always finds room.
+    pub(super) fn make_room(&self, digest: &Digest) -> Result<()> {
+        let Some(retention) = &self.retention else {
+            return Ok(());
+        };
+        let size = digest.size();
+        if self.fits(size) {
+            return Ok(());
+        }
+        if !retention.recently_full() {
+            let guard = self.evict_lock.lock();
+            if !self.fits(size) {
+                self.evict_down_to(low_water(self.max_bytes).saturating_sub(size));
+            }
+            drop(guard);
+            if self.fits(size) {
+                return Ok(());
+            }
+            retention.set_full();
+            tracing::warn!(
+                blob = %digest,
+                used_bytes = self.index.used_bytes(),
+                max_bytes = self.max_bytes,
+                retention = %retention::display(retention.window()),
+                "disk store is full of protected blobs; refusing new writes"
+            );
+        }
+        Err(Error::resource_exhausted(format!(
+            "disk store is full of blobs protected for the retention time of {}: \
+             blob {digest} needs {size} bytes, {} of {} are used by blobs referenced \
+             within that time; retry later",
+            retention::display(retention.window()),
+            self.index.used_bytes(),
+            self.max_bytes,
+        )))
+    }
+
+    /// Evicts unprotected blobs, least recently used first, until usage is
+    /// at most `target` or nothing is left to evict. Returns how many went.
+    /// The caller holds `evict_lock`.
+    fn evict_down_to(&self, target: u64) -> u64 {
         let started = Instant::now();
-        let target = low_water(self.max_bytes);
         let (mut blobs, mut bytes) = (0u64, 0u64);
         // A few rounds: a round's victims may be used (and so spared)
         // between their selection and their eviction.
@@ -43,7 +120,9 @@ impl Inner {
             if used <= target {
                 break;
             }
-            let victims = self.index.select_victims(used - target);
+            let victims = self
+                .index
+                .select_victims(used - target, self.protected_since());
             let mut round = 0u64;
             for victim in &victims {
                 if self.index.used_bytes() <= target {
@@ -77,14 +156,8 @@ impl Inner {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "disk store evicted least recently used blobs"
             );
-        } else {
-            tracing::warn!(
-                used_bytes = self.index.used_bytes(),
-                max_bytes = self.max_bytes,
-                "disk store is over budget but found nothing to evict"
-            );
         }
-        blobs > 0
+        blobs
     }
 }
 

@@ -209,7 +209,12 @@ impl Index {
     }
 
     fn now(&self) -> Tick {
-        self.clock.load(Ordering::Relaxed) as Tick
+        self.clock() as Tick
+    }
+
+    /// The whole clock: the next tick to be taken.
+    pub(super) fn clock(&self) -> u64 {
+        self.clock.load(Ordering::Relaxed)
     }
 
     /// Keeps every age below [`MAX_AGE`] (see the module comment).
@@ -298,18 +303,28 @@ impl Index {
     }
 
     /// The least recently used unpinned blobs holding at least `need`
-    /// bytes (fewer when the index holds less), oldest first.
+    /// bytes (fewer when the index holds less), oldest first. With
+    /// `protected_since`, blobs whose tick is at or after that clock value
+    /// (see `retention.rs`) are never chosen.
     ///
     /// Two passes with bounded memory: a histogram of bytes by age bucket
     /// finds the youngest bucket that must go, then the entries at least
     /// that old are collected and sorted.
-    pub(super) fn select_victims(&self, need: u64) -> Vec<Victim> {
-        let now = self.now();
+    pub(super) fn select_victims(&self, need: u64, protected_since: Option<u64>) -> Vec<Victim> {
+        let clock = self.clock();
+        let now = clock as Tick;
+        // A tick at or after `since` has an age of at most `clock - since`.
+        // Clamped ages only ever get younger, so clamping never uncovers a
+        // protected blob; an age window of 2^31 or more protects them all.
+        let min_age = protected_since.map_or(0, |since| {
+            u32::try_from(clock.saturating_sub(since))
+                .map_or(u32::MAX, |protected| protected.saturating_add(1))
+        });
         let mut histogram = vec![0u64; (FUTURE_AGE >> AGE_BUCKET_SHIFT) as usize];
         for shard in self.shards.iter() {
             let shard = shard.lock();
             for (key, &tick) in &shard.map {
-                if let Some(a) = age(now, tick) {
+                if let Some(a) = age(now, tick).filter(|&a| a >= min_age) {
                     if !shard.pinned.contains(key) {
                         histogram[(a >> AGE_BUCKET_SHIFT) as usize] += key.size();
                     }
@@ -331,7 +346,7 @@ impl Index {
         for shard in self.shards.iter() {
             let shard = shard.lock();
             for (key, &tick) in &shard.map {
-                if let Some(a) = age(now, tick) {
+                if let Some(a) = age(now, tick).filter(|&a| a >= min_age) {
                     if (a >> AGE_BUCKET_SHIFT) as usize >= threshold && !shard.pinned.contains(key)
                     {
                         victims.push(Victim {
@@ -354,6 +369,16 @@ impl Index {
             .map_or(victims.len(), |i| i + 1);
         victims.truncate(keep);
         victims
+    }
+
+    /// Every stored blob's key, shard by shard (a snapshot: blobs may come
+    /// and go meanwhile).
+    pub(super) fn keys(&self) -> Vec<Key> {
+        let mut keys = Vec::with_capacity(usize::try_from(self.count()).unwrap_or(0));
+        for shard in self.shards.iter() {
+            keys.extend(shard.lock().map.keys().copied());
+        }
+        keys
     }
 
     pub(super) fn used_bytes(&self) -> u64 {
@@ -424,10 +449,10 @@ mod tests {
             let t = index.tick();
             assert!(index.touch(k, t));
         }
-        let victims = index.select_victims(25);
+        let victims = index.select_victims(25, None);
         let got: Vec<Key> = victims.iter().map(|v| v.key).collect();
         assert_eq!(got, keys[5..8].to_vec());
-        assert_eq!(index.select_victims(100_000).len(), 100);
+        assert_eq!(index.select_victims(100_000, None).len(), 100);
     }
 
     #[test]
@@ -443,15 +468,15 @@ mod tests {
             index.insert_with::<()>(&b, t, || panic!("must not reinstall")),
             Ok(Inserted::AlreadyPresent)
         );
-        assert!(index.select_victims(10).is_empty());
+        assert!(index.select_victims(10, None).is_empty());
         index.unpin(&a);
-        let victims = index.select_victims(10);
+        let victims = index.select_victims(10, None);
         assert_eq!(victims.len(), 1);
         assert_eq!(victims[0].key, a);
         let t = index.tick();
         index.touch(&a, t);
         assert_eq!(index.evict_with(&victims[0], || panic!("refreshed")), None);
-        let victims = index.select_victims(10);
+        let victims = index.select_victims(10, None);
         assert_eq!(index.evict_with(&victims[0], || ()), Some(10));
         assert_eq!(index.used_bytes(), 10);
         assert_eq!(index.count(), 1);
@@ -467,7 +492,11 @@ mod tests {
             index.insert_with::<()>(k, t, || Ok(())).unwrap();
             index.unpin(k);
         }
-        let order: Vec<Key> = index.select_victims(6).iter().map(|v| v.key).collect();
+        let order: Vec<Key> = index
+            .select_victims(6, None)
+            .iter()
+            .map(|v| v.key)
+            .collect();
         assert_eq!(order, keys);
 
         // Far in the future, every age is clamped and ties; a new blob is
@@ -478,9 +507,53 @@ mod tests {
         let t = index.tick();
         index.insert_with::<()>(&young, t, || Ok(())).unwrap();
         index.unpin(&young);
-        let order: Vec<Key> = index.select_victims(7).iter().map(|v| v.key).collect();
+        let order: Vec<Key> = index
+            .select_victims(7, None)
+            .iter()
+            .map(|v| v.key)
+            .collect();
         assert_eq!(order.len(), 7);
         assert_eq!(order[6], young);
+    }
+
+    #[test]
+    fn protected_blobs_are_never_victims_even_across_the_wrap() {
+        let index = Index::new();
+        // Ticks wrap from u32::MAX to 0 in the middle of these inserts.
+        index.set_clock(u64::from(u32::MAX) - 4);
+        let keys: Vec<Key> = (0..10).map(|n| key(n, 10)).collect();
+        let mut since = 0;
+        for (i, k) in keys.iter().enumerate() {
+            if i == 6 {
+                since = index.clock();
+            }
+            let t = index.tick();
+            index.insert_with::<()>(k, t, || Ok(())).unwrap();
+            index.unpin(k);
+        }
+        // Blobs 6.. took their ticks at or after `since`: only 0..6 go.
+        let victims: Vec<Key> = index
+            .select_victims(1000, Some(since))
+            .iter()
+            .map(|v| v.key)
+            .collect();
+        assert_eq!(victims, keys[..6].to_vec());
+        // Protection covers a blob touched again, in LRU order otherwise.
+        let t = index.tick();
+        index.touch(&keys[0], t);
+        let victims: Vec<Key> = index
+            .select_victims(30, Some(since))
+            .iter()
+            .map(|v| v.key)
+            .collect();
+        assert_eq!(victims, keys[1..4].to_vec());
+        // Protecting from the current clock protects no tick taken before.
+        assert_eq!(index.select_victims(1000, Some(index.clock())).len(), 10);
+        // A window reaching back past the whole age range protects all.
+        assert!(index.select_victims(1000, Some(0)).is_empty());
+        let long_ago = index.clock() - (1 << 31);
+        assert!(index.select_victims(1000, Some(long_ago)).is_empty());
+        assert_eq!(index.select_victims(1000, None).len(), 10);
     }
 
     /// Index memory per blob at 1 M blobs. Run with

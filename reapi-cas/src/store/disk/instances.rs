@@ -70,6 +70,16 @@ impl Instances {
         Ok(id)
     }
 
+    /// The name of an interned instance.
+    pub(super) fn name(&self, id: InstanceId) -> Option<Arc<str>> {
+        self.table
+            .read()
+            .by_name
+            .iter()
+            .find(|(_, &i)| i == id)
+            .map(|(name, _)| name.clone())
+    }
+
     /// The directory of an interned instance.
     pub(super) fn dir(&self, id: InstanceId) -> Arc<Path> {
         let table = self.table.read();

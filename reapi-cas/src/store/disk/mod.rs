@@ -48,8 +48,23 @@
 //! seeing success. Temp files of writes in progress are not counted
 //! against the budget.
 //!
+//! With a retention time ([`DiskStoreConfig::retention`], the server's
+//! `default_replica_timeout`, 3 h by default) a blob used within that time
+//! is not evicted at all: Bazel's Build without the Bytes assumes a blob it
+//! wrote, found with FindMissingBlobs or got from an action cache hit stays
+//! for that long, and fails the build otherwise. Ages stay ticks; a list of
+//! (time, tick) checkpoints sampled by a thread tells which ticks are recent
+//! (see `retention.rs`), so entries do not grow. Such a store makes room
+//! before a new blob is stored rather than after: when the protected blobs
+//! leave no room, the write is refused with RESOURCE_EXHAUSTED (at
+//! `begin_write`, or at commit if the store filled up during the upload,
+//! its temp file deleted), while writes of blobs already stored succeed.
+//! The budget can be exceeded by writes committing at the same moment.
+//!
 //! After a restart the LRU order is the order of the files' mtimes, i.e.
-//! of when each blob was written: accesses are not persisted.
+//! of when each blob was written: accesses are not persisted. Blobs written
+//! within the retention time before the restart stay protected (by mtime);
+//! blobs only used in that time do not.
 //!
 //! The empty blob is always present and never stored.
 
@@ -58,7 +73,9 @@ mod evict;
 mod index;
 mod instances;
 mod layout;
+mod list;
 mod read;
+mod retention;
 mod scan;
 mod writer;
 
@@ -67,6 +84,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -76,6 +94,7 @@ use reapi_core::{Digest, Error, Result};
 
 use self::index::{Index, Key};
 use self::instances::Instances;
+use self::retention::Retention;
 use super::read_range;
 
 /// Where a [`DiskStore`] keeps its files and how much it may hold.
@@ -87,6 +106,10 @@ pub struct DiskStoreConfig {
     /// The byte budget for blob contents. A blob larger than this is
     /// refused with RESOURCE_EXHAUSTED.
     pub max_bytes: u64,
+    /// How long a blob written, found by `find_missing` or otherwise used is
+    /// kept whatever the budget; a store full of such blobs refuses new
+    /// ones. Zero protects nothing (plain LRU).
+    pub retention: Duration,
 }
 
 /// A blob store on the local disk; see the module documentation. Cloning
@@ -104,6 +127,8 @@ struct Inner {
     instances: Instances,
     /// Held by the one thread evicting at a time.
     evict_lock: Mutex<()>,
+    /// `None` without a retention time.
+    retention: Option<Retention>,
 }
 
 impl DiskStore {
@@ -122,10 +147,21 @@ impl DiskStore {
     /// [`DiskStore::open`] for callers outside an async context: blocks for
     /// the whole scan (1.5 to 3 s per million blobs on two cores).
     pub fn open_blocking(config: DiskStoreConfig) -> Result<DiskStore> {
-        let inner = scan::open(config, scan::LruOrder::Mtime)?;
-        Ok(DiskStore {
-            inner: Arc::new(inner),
-        })
+        let inner = Arc::new(scan::open(config, scan::LruOrder::Mtime)?);
+        if let Some(retention) = &inner.retention {
+            // The sampler holds the store weakly and ends after it is gone.
+            let store = Arc::downgrade(&inner);
+            retention::spawn_sampler(retention.interval(), move || {
+                let Some(inner) = store.upgrade() else {
+                    return false;
+                };
+                if let Some(retention) = &inner.retention {
+                    retention.sample(|| inner.index.clock());
+                }
+                true
+            })?;
+        }
+        Ok(DiskStore { inner })
     }
 
     /// The content file of a stored blob, for hardlinking it into an input
@@ -155,6 +191,14 @@ impl DiskStore {
         self.inner.max_bytes
     }
 
+    /// How long used blobs are protected from eviction; zero for none.
+    pub fn retention(&self) -> Duration {
+        self.inner
+            .retention
+            .as_ref()
+            .map_or(Duration::ZERO, Retention::window)
+    }
+
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
@@ -171,6 +215,7 @@ impl std::fmt::Debug for DiskStore {
         f.debug_struct("DiskStore")
             .field("root", &self.inner.root)
             .field("max_bytes", &self.inner.max_bytes)
+            .field("retention", &self.retention())
             .field("used_bytes", &self.used_bytes())
             .field("blob_count", &self.blob_count())
             .finish()
@@ -319,6 +364,17 @@ impl BlobStore for DiskStore {
     async fn begin_write(&self, instance: &str, digest: &Digest) -> Result<Box<dyn BlobWriter>> {
         if !digest.is_empty_blob() {
             self.inner.check_storable(instance, digest)?;
+            // A store full of protected blobs refuses a new one now rather
+            // than after its upload (commit checks again).
+            let inner = &self.inner;
+            if inner.retention.is_some()
+                && !inner.fits(digest.size())
+                && inner.present(instance, digest).is_none()
+            {
+                let inner = Arc::clone(inner);
+                let digest = *digest;
+                blocking(move || inner.make_room(&digest)).await?;
+            }
         }
         Ok(Box::new(writer::DiskWriter::new(
             Arc::clone(&self.inner),

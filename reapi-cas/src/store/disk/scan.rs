@@ -5,13 +5,15 @@
 //! is not a well-formed content file in the right place is deleted with a
 //! warning; so is everything in `tmp/` (writes cut off by a crash or kill).
 //! The initial LRU order is the order of the files' mtimes (when each blob
-//! was written), which costs one `stat` per file; see [`LruOrder`].
+//! was written), which costs one `stat` per file; see [`LruOrder`]. The
+//! mtimes also tell which blobs were written within the retention time
+//! before the restart, which stay protected (see `retention.rs`).
 
 use std::fs::{self, FileType};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use reapi_core::{Error, ErrorExt, Result};
@@ -19,6 +21,7 @@ use reapi_core::{Error, ErrorExt, Result};
 use super::index::{Index, Key};
 use super::instances::{InstanceId, Instances};
 use super::layout::{self, CAS_DIR, TMP_DIR};
+use super::retention::Retention;
 use super::{DiskStoreConfig, Inner};
 
 /// How the scan orders blobs for LRU eviction.
@@ -83,6 +86,7 @@ pub(super) fn open(config: DiskStoreConfig, order: LruOrder) -> Result<Inner> {
     if order == LruOrder::Mtime {
         found.sort_unstable_by_key(|&(_, mtime)| mtime);
     }
+    let retention = retention(config.retention, &found, order);
     let keys: Vec<Key> = found.into_iter().map(|(key, _)| key).collect();
     let index = Index::new();
     index.load(&keys);
@@ -95,6 +99,7 @@ pub(super) fn open(config: DiskStoreConfig, order: LruOrder) -> Result<Inner> {
         index,
         instances,
         evict_lock: Mutex::new(()),
+        retention,
     };
     let junk = junk.count.into_inner();
     if junk > JUNK_WARNINGS {
@@ -106,6 +111,7 @@ pub(super) fn open(config: DiskStoreConfig, order: LruOrder) -> Result<Inner> {
     }
     tracing::info!(
         root = %inner.root.display(),
+        retention_ms = inner.retention.as_ref().map_or(0, |r| r.window().as_millis() as u64),
         blobs = inner.index.count(),
         bytes = inner.index.used_bytes(),
         max_bytes = inner.max_bytes,
@@ -119,6 +125,28 @@ pub(super) fn open(config: DiskStoreConfig, order: LruOrder) -> Result<Inner> {
         inner.evict_if_needed();
     }
     Ok(inner)
+}
+
+/// The retention of a store whose index is loaded from `found` (in mtime
+/// order with [`LruOrder::Mtime`]: then blobs written within the window
+/// before now are protected).
+fn retention(window: Duration, found: &Found, order: LruOrder) -> Option<Retention> {
+    let loaded = found.len() as u64;
+    if order != LruOrder::Mtime {
+        return Retention::new(window, loaded, None);
+    }
+    // Read before the retention's own clock starts, so that its checkpoints
+    // err towards protecting.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    let written_before = |ago: Duration| {
+        let cutoff = now - ago.as_nanos() as i128;
+        found.partition_point(|&(_, (secs, nanos))| {
+            i128::from(secs) * 1_000_000_000 + i128::from(nanos) < cutoff
+        }) as u64
+    };
+    Retention::new(window, loaded, Some(&written_before))
 }
 
 /// Deletes everything in `tmp/` but its shard directories; returns how many
@@ -370,6 +398,7 @@ mod tests {
         let config = DiskStoreConfig {
             root: dir.path().to_owned(),
             max_bytes: u64::MAX,
+            retention: Duration::ZERO,
         };
         for (order, cold) in [
             (LruOrder::Mtime, false),

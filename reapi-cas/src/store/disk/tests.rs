@@ -3,6 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -16,9 +17,14 @@ use super::{DiskStore, DiskStoreConfig};
 const MIB: usize = 1 << 20;
 
 async fn open(root: &Path, max_bytes: u64) -> DiskStore {
+    open_with_retention(root, max_bytes, Duration::ZERO).await
+}
+
+async fn open_with_retention(root: &Path, max_bytes: u64, retention: Duration) -> DiskStore {
     DiskStore::open(DiskStoreConfig {
         root: root.to_owned(),
         max_bytes,
+        retention,
     })
     .await
     .unwrap()
@@ -687,4 +693,197 @@ async fn concurrent_use_under_eviction_keeps_index_and_files_consistent() {
     drop(store);
     let store = open(dir.path(), 20_000).await;
     assert_eq!((store.blob_count(), store.used_bytes()), (count, used));
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Whether a blob of the default instance has its content file, without
+/// touching it (unlike `find_missing` or `blob_path`).
+fn on_disk(root: &Path, digest: &Digest) -> bool {
+    root.join("cas/@default")
+        .join(layout::shard_dir_name(digest))
+        .join(layout::blob_file_name(digest))
+        .exists()
+}
+
+#[tokio::test]
+async fn retention_evicts_only_blobs_unused_for_the_retention_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let blobs: Vec<(Digest, Bytes)> = (0..16).map(|i| blob(600 + i, 100)).collect();
+    {
+        let store = open(root, 1 << 30).await;
+        for (d, data) in &blobs[..10] {
+            store.put("", d, data.clone()).await.unwrap();
+        }
+        // Blobs 0..6 were written two hours ago (0 first), 6..10 just now.
+        let two_hours_ago = SystemTime::now() - 2 * HOUR;
+        for (i, (d, _)) in blobs[..6].iter().enumerate() {
+            let file = std::fs::File::open(store.blob_path("", d).unwrap()).unwrap();
+            file.set_modified(two_hours_ago + Duration::from_secs(i as u64))
+                .unwrap();
+        }
+    }
+    // After the restart, 6..10 are protected by their mtimes.
+    let store = open_with_retention(root, 1000, HOUR).await;
+    assert_eq!(store.retention(), HOUR);
+    assert_eq!(store.used_bytes(), 1000);
+    // FindMissingBlobs protects blob 0 again.
+    assert!(store
+        .find_missing("", &[blobs[0].0])
+        .await
+        .unwrap()
+        .is_empty());
+    let present = |range: std::ops::Range<usize>| -> Vec<usize> {
+        range.filter(|&i| on_disk(root, &blobs[i].0)).collect()
+    };
+
+    // 1100 bytes: room is made down to 850 before the write, from the
+    // least recently used unprotected blobs.
+    store
+        .put("", &blobs[10].0, blobs[10].1.clone())
+        .await
+        .unwrap();
+    assert_eq!(present(0..11), [0, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(store.used_bytes(), 900);
+    store
+        .put("", &blobs[11].0, blobs[11].1.clone())
+        .await
+        .unwrap();
+    // Streamed: room is made at begin_write.
+    write_chunked(&store, "", &blobs[12].0, &blobs[12].1, &[33])
+        .await
+        .unwrap();
+    assert_eq!(present(0..13), [0, 5, 6, 7, 8, 9, 10, 11, 12]);
+    store
+        .put("", &blobs[13].0, blobs[13].1.clone())
+        .await
+        .unwrap();
+    // Only blob 5 is left to evict; 6, next in LRU order, is protected.
+    store
+        .put("", &blobs[14].0, blobs[14].1.clone())
+        .await
+        .unwrap();
+    assert_eq!(present(0..15), [0, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    assert_eq!((store.blob_count(), store.used_bytes()), (10, 1000));
+
+    // Everything left is protected: a new blob is refused.
+    let err = store
+        .put("", &blobs[15].0, blobs[15].1.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert_eq!(present(0..16), [0, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    assert!(tmp_entries(root).is_empty());
+}
+
+#[tokio::test]
+async fn a_store_full_of_protected_blobs_refuses_new_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = open_with_retention(root, 4 * MIB as u64, HOUR).await;
+    let blobs: Vec<(Digest, Bytes)> = (0..4).map(|i| blob(700 + i, MIB)).collect();
+    store
+        .put("", &blobs[0].0, blobs[0].1.clone())
+        .await
+        .unwrap();
+    store
+        .put("", &blobs[1].0, blobs[1].1.clone())
+        .await
+        .unwrap();
+    // A streamed write that fits when it starts, past its first flush (so
+    // its temp file exists) ...
+    let (late, late_data) = blob(710, MIB + 10);
+    let mut writer = store.begin_write("", &late).await.unwrap();
+    writer.write(late_data.clone()).await.unwrap();
+    // ... while other writes fill the store exactly.
+    for (d, data) in &blobs[2..] {
+        store.put("", d, data.clone()).await.unwrap();
+    }
+    assert_eq!(store.used_bytes(), 4 * MIB as u64);
+    let err = writer.commit().await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(
+        err.to_string()
+            .contains("disk store is full of blobs protected for the retention time of 1h"),
+        "{err}"
+    );
+    assert!(tmp_entries(root).is_empty());
+
+    // New blobs are refused up front, whole or streamed, before any byte
+    // is written.
+    let (new, new_data) = blob(711, 100);
+    let err = store.put("", &new, new_data.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    let err = store.begin_write("", &new).await.err().unwrap();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(tmp_entries(root).is_empty());
+
+    // Blobs already stored are written again without trouble.
+    store
+        .put("", &blobs[0].0, blobs[0].1.clone())
+        .await
+        .unwrap();
+    write_chunked(&store, "", &blobs[1].0, &blobs[1].1, &[65536])
+        .await
+        .unwrap();
+    assert_eq!(store.blob_count(), 4);
+    assert_eq!(store.used_bytes(), 4 * MIB as u64);
+    assert!(tmp_entries(root).is_empty());
+    assert_eq!(
+        store
+            .find_missing("", &[new, late, blobs[3].0])
+            .await
+            .unwrap(),
+        vec![new, late]
+    );
+    assert_eq!(store.get("", &blobs[3].0).await.unwrap(), blobs[3].1);
+}
+
+#[tokio::test]
+async fn without_retention_a_full_store_evicts_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = open(root, 1000).await;
+    assert_eq!(store.retention(), Duration::ZERO);
+    let blobs: Vec<(Digest, Bytes)> = (0..11).map(|i| blob(750 + i, 100)).collect();
+    for (d, data) in &blobs {
+        store.put("", d, data.clone()).await.unwrap();
+    }
+    // Written a moment ago, yet evicted: 1100 bytes down to 900.
+    assert!(!on_disk(root, &blobs[0].0));
+    assert!(!on_disk(root, &blobs[1].0));
+    assert!(blobs[2..].iter().all(|(d, _)| on_disk(root, d)));
+    assert_eq!(store.used_bytes(), 900);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protection_expires_after_the_retention_time() {
+    const RETENTION: Duration = Duration::from_millis(200);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = open_with_retention(root, 1000, RETENTION).await;
+    let started = Instant::now();
+    let blobs: Vec<(Digest, Bytes)> = (0..10).map(|i| blob(800 + i, 100)).collect();
+    for (d, data) in &blobs {
+        store.put("", d, data.clone()).await.unwrap();
+    }
+    let (new, new_data) = blob(810, 100);
+    match store.put("", &new, new_data.clone()).await {
+        Err(err) => assert_eq!(err.code(), Code::ResourceExhausted, "{err}"),
+        // Only a machine too slow to write ten blobs within the retention
+        // time may get here.
+        Ok(()) => assert!(
+            started.elapsed() >= RETENTION,
+            "a protected blob was evicted"
+        ),
+    }
+    tokio::time::sleep(RETENTION + Duration::from_millis(100)).await;
+    // Unprotected now: the least recently used make room as without retention.
+    store.put("", &new, new_data).await.unwrap();
+    assert!(!on_disk(root, &blobs[0].0));
+    assert!(!on_disk(root, &blobs[1].0));
+    assert!(blobs[2..].iter().all(|(d, _)| on_disk(root, d)));
+    assert!(on_disk(root, &new));
+    assert_eq!(store.used_bytes(), 900);
 }

@@ -173,6 +173,7 @@ impl Inner {
         if self.present(instance, digest).is_some() {
             return Ok(());
         }
+        self.make_room(digest)?;
         let temp = TempFile::new(&self.tmp_dir, digest);
         let context = || format!("writing blob {digest} to {}", temp.path().display());
         let mut file = create_temp(temp.path(), false).with_context(context)?;
@@ -184,7 +185,8 @@ impl Inner {
 
     /// Renames a verified, synced temp file into place and indexes it, then
     /// evicts if the budget is exceeded (never this blob). When the blob is
-    /// already there the temp file is dropped instead.
+    /// already there, or is refused for want of room (see
+    /// [`Inner::make_room`]), the temp file is dropped instead.
     pub(super) fn install(&self, instance: &str, digest: &Digest, temp: TempFile) -> Result<()> {
         let id = self.instances.intern(instance)?;
         let key = Key::new(id, digest).ok_or_else(|| {
@@ -192,6 +194,19 @@ impl Inner {
         })?;
         let path = self.path_of(&key);
         let tick = self.index.tick();
+        if self.retention.is_some() && !self.fits(digest.size()) {
+            if self.index.touch(&key, tick) {
+                return Ok(());
+            }
+            if let Err(err) = self.make_room(digest) {
+                // A concurrent write may have stored it meanwhile.
+                return if self.index.touch(&key, tick) {
+                    Ok(())
+                } else {
+                    Err(err)
+                };
+            }
+        }
         let inserted = self
             .index
             .insert_with(&key, tick, || rename_into_place(temp.path(), &path))
