@@ -13,12 +13,14 @@
 //! cluster again).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use reapi_core::cluster::placement::PlacementReceiver;
 use reapi_core::{ActionCache, BlobStore, InstancePolicy, Result};
 
 use crate::action_cache::{
     BucketBackupActionCache, CompletenessCheckingActionCache, DiskActionCache,
+    ReplicatedActionCache,
 };
 use crate::config::{StorageConfig, WorkerStorage};
 use crate::service::StorageServices;
@@ -26,12 +28,30 @@ use crate::store::{
     ClusterStore, DiskStore, DiskStoreConfig, LocalMember, WriteMode, WriteThroughStore,
 };
 
+/// How a scheduler replicates its action cache over the schedulers.
+pub struct MetadataReplication {
+    /// The live schedulers, named by address.
+    pub placement: PlacementReceiver,
+    pub replica_count: usize,
+    /// This scheduler's address, as the others know it.
+    pub self_id: String,
+}
+
+/// Wait after a change of schedulers before action cache entries move.
+const REBALANCE_SETTLE: Duration = Duration::from_secs(2);
+
 /// A scheduler's storage in a cluster with a cluster CAS.
 pub struct ClusterStorage {
     pub cluster: ClusterStore,
     /// The cluster store, written through to the bucket when there is one.
     pub store: Arc<dyn BlobStore>,
     pub action_cache: Arc<dyn ActionCache>,
+    /// With a replicated action cache: this scheduler's share, which
+    /// answers its peers.
+    pub own_share: Option<Arc<dyn ActionCache>>,
+    /// The replicated action cache and the entries of this scheduler's
+    /// share, to hand them off before it stops.
+    pub replicated: Option<(Arc<ReplicatedActionCache>, Arc<DiskActionCache>)>,
     pub instances: InstancePolicy,
 }
 
@@ -71,15 +91,30 @@ impl StorageConfig {
         &self,
         placement: PlacementReceiver,
         replica_count: usize,
+        metadata: Option<MetadataReplication>,
     ) -> Result<ClusterStorage> {
         let cluster = ClusterStore::new(placement, replica_count, None);
         let mut store: Arc<dyn BlobStore> = Arc::new(cluster.clone());
-        let mut results: Arc<dyn ActionCache> =
-            Arc::new(DiskActionCache::open(self.data_dir.join("ac"))?);
+        let disk_results = Arc::new(DiskActionCache::open(self.data_dir.join("ac"))?);
+        let mut results: Arc<dyn ActionCache> = disk_results.clone();
         if let Some(remote) = self.remote().await? {
             tracing::info!(remote = %remote.description, "cluster CAS writes also go to the bucket");
             store = Arc::new(WriteThroughStore::new(store, remote.store, WriteMode::Both));
             results = Arc::new(BucketBackupActionCache::new(results, remote.bucket));
+        }
+        let mut own_share = None;
+        let mut replicated_cache = None;
+        if let Some(metadata) = metadata {
+            let replicated = ReplicatedActionCache::new(
+                metadata.placement,
+                metadata.replica_count,
+                metadata.self_id,
+                results.clone(),
+            );
+            replicated.spawn_rebalancer(disk_results.clone(), REBALANCE_SETTLE);
+            replicated_cache = Some((replicated.clone(), disk_results));
+            own_share = Some(results);
+            results = replicated;
         }
         let action_cache: Arc<dyn ActionCache> =
             Arc::new(CompletenessCheckingActionCache::new(results, store.clone()));
@@ -87,6 +122,8 @@ impl StorageConfig {
             cluster,
             store,
             action_cache,
+            own_share,
+            replicated: replicated_cache,
             instances: self.instance_policy(),
         })
     }

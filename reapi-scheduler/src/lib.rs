@@ -29,6 +29,6 @@ pub use execution_service::ExecutionService;
 pub use in_process::InProcessConnector;
 pub use operations_service::OperationsService;
 pub use peers::Peers;
-pub use scheduler::{Scheduler, Submission};
+pub use scheduler::{new_scheduler_id, Scheduler, Submission};
 pub use services::ExecutionServices;
 pub use worker_link_service::WorkerLinkService;

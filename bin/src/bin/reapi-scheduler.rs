@@ -8,9 +8,10 @@ use std::time::Duration;
 use clap::Parser;
 use reapi_bin::config::scheduler::{SchedulerFlags, SchedulerProcessConfig};
 use reapi_bin::run::{main_with, shutdown_signal};
+use reapi_cas::cluster_storage::MetadataReplication;
 use reapi_cas::service::listener;
 use reapi_core::cluster::placement::placement_channel;
-use reapi_scheduler::{ExecutionServices, Peers, Scheduler};
+use reapi_scheduler::{new_scheduler_id, ExecutionServices, Peers, Scheduler};
 use tonic::service::RoutesBuilder;
 
 /// How long a stopping scheduler lets the operations homed on it finish.
@@ -27,36 +28,11 @@ fn main() -> ExitCode {
 async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
     let data_dir = config.storage.data_dir.clone();
     let opening = |e: reapi_core::Error| format!("opening storage in {}: {e}", data_dir.display());
-    let (placement, following) = placement_channel();
-    let (store, action_cache, instances, mut storage_services) = if config.local_cas {
-        let storage = config.storage.open().await.map_err(opening)?;
-        let services = storage.services();
-        (
-            storage.store,
-            storage.action_cache,
-            storage.instances,
-            services,
-        )
-    } else {
-        let storage = config
-            .storage
-            .open_cluster_scheduler(following, config.replica_count)
-            .await
-            .map_err(opening)?;
-        let services = storage.services();
-        (
-            storage.store,
-            storage.action_cache,
-            storage.instances,
-            services,
-        )
-    };
     let listener = listener::bind(config.listen)
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let scheduler = Scheduler::start(action_cache.clone(), config.scheduler.clone());
-    scheduler.publish_placement(placement);
+    let id = new_scheduler_id();
     let peers = match &config.schedulers {
         None => None,
         Some(members) => {
@@ -72,7 +48,7 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
             };
             let timing = &config.scheduler;
             Some(Peers::start(
-                scheduler.id(),
+                &id,
                 advertise,
                 members.clone(),
                 timing.heartbeat_interval / 2,
@@ -80,6 +56,47 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
             ))
         }
     };
+
+    let (placement, following) = placement_channel();
+    let mut own_share = None;
+    let mut replicated = None;
+    let (store, action_cache, instances, mut storage_services) = if config.local_cas {
+        let storage = config.storage.open().await.map_err(opening)?;
+        let services = storage.services();
+        (
+            storage.store,
+            storage.action_cache,
+            storage.instances,
+            services,
+        )
+    } else {
+        // With peers, the action cache is spread over them.
+        let metadata = peers.as_ref().map(|peers| {
+            let (sender, receiver) = placement_channel();
+            peers.publish_metadata_placement(sender);
+            MetadataReplication {
+                placement: receiver,
+                replica_count: config.metadata_replica_count,
+                self_id: peers.address().to_string(),
+            }
+        });
+        let storage = config
+            .storage
+            .open_cluster_scheduler(following, config.replica_count, metadata)
+            .await
+            .map_err(opening)?;
+        let services = storage.services();
+        own_share = storage.own_share.clone();
+        replicated = storage.replicated.clone();
+        (
+            storage.store,
+            storage.action_cache,
+            storage.instances,
+            services,
+        )
+    };
+    let scheduler = Scheduler::start_with_id(id, action_cache.clone(), config.scheduler.clone());
+    scheduler.publish_placement(placement);
 
     let mut routes = RoutesBuilder::default();
     let execution = ExecutionServices {
@@ -91,7 +108,10 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
     };
     storage_services.execution = Some(execution.support());
     execution.add_to(&mut routes);
-    storage_services.add_to(&mut routes);
+    match own_share {
+        Some(share) => storage_services.add_to_with_replica(&mut routes, share),
+        None => storage_services.add_to(&mut routes),
+    }
 
     println!(
         "reapi-scheduler listening on {addr}, data in {}",
@@ -114,6 +134,11 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
                     active = scheduler.active_operations(),
                     "drain grace over; stopping with operations unfinished"
                 );
+            }
+            if let Some((cache, entries)) = &replicated {
+                if let Err(e) = cache.hand_off(entries.as_ref()).await {
+                    tracing::warn!(error = %e, "handing off the action cache share failed");
+                }
             }
         }
     };

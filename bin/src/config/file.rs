@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub default_replica_timeout: Option<String>,
     /// Copies of every blob in the cluster CAS.
     pub replica_count: Option<usize>,
+    /// Schedulers holding each action cache entry.
+    pub metadata_replica_count: Option<usize>,
     /// A worker's disk given to the cluster CAS (0: execution only).
     pub replica_space: Option<SizeValue>,
     /// A scheduler keeps the CAS on its own disk instead of the workers'.

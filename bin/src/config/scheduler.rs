@@ -44,6 +44,9 @@ pub struct SchedulerFlags {
     /// Copies of every blob in the cluster CAS (default 3).
     #[arg(long = "replica_count", value_name = "N")]
     pub replica_count: Option<usize>,
+    /// Schedulers holding each action cache entry (default 3).
+    #[arg(long = "metadata_replica_count", value_name = "N")]
+    pub metadata_replica_count: Option<usize>,
     /// Keep the CAS on this scheduler's disk, workers fetching through it,
     /// instead of on the workers' disks (a cluster of one scheduler).
     #[arg(long = "local_cas")]
@@ -58,6 +61,7 @@ pub struct SchedulerProcessConfig {
     pub advertise: Option<String>,
     pub scheduler: SchedulerConfig,
     pub replica_count: usize,
+    pub metadata_replica_count: usize,
     pub local_cas: bool,
 }
 
@@ -74,6 +78,9 @@ impl SchedulerProcessConfig {
             advertise: flags.advertise.or(file.advertise),
             scheduler,
             replica_count: check_replica_count(flags.replica_count.or(file.replica_count))?,
+            metadata_replica_count: check_replica_count(
+                flags.metadata_replica_count.or(file.metadata_replica_count),
+            )?,
             local_cas: flags.local_cas || file.local_cas.unwrap_or(false),
         })
     }

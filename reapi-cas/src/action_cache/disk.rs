@@ -45,6 +45,40 @@ impl DiskActionCache {
         })
     }
 
+    /// Every stored entry, as (instance, action digest): a walk of the
+    /// directory tree, for re-replication.
+    pub fn list_entries(&self) -> Result<Vec<(String, Digest)>> {
+        let mut entries = Vec::new();
+        let dirs = std::fs::read_dir(&self.root)
+            .with_context(|| format!("listing {}", self.root.display()))?;
+        for dir in dirs.flatten() {
+            let path = dir.path();
+            if path == self.tmp || !path.is_dir() {
+                continue;
+            }
+            let Some(instance) = dir.file_name().to_str().and_then(instance_dir::decode) else {
+                continue;
+            };
+            let Ok(files) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name();
+                let Some((hash, size)) = name.to_str().and_then(|n| n.split_once('-')) else {
+                    continue;
+                };
+                if let Some(digest) = size
+                    .parse()
+                    .ok()
+                    .and_then(|size| Digest::from_hex(hash, size).ok())
+                {
+                    entries.push((instance.clone(), digest));
+                }
+            }
+        }
+        Ok(entries)
+    }
+
     fn entry_path(&self, instance: &str, digest: &Digest) -> Result<PathBuf> {
         let dir = instance_dir::encode_checked(instance)?;
         let name = format!("{}-{}", digest.hash_hex(), digest.size());

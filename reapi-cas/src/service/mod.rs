@@ -2,6 +2,7 @@
 //! Capabilities, ContentAddressableStorage, ByteStream and ActionCache.
 
 pub mod action_cache;
+pub mod action_cache_router;
 pub mod bytestream;
 pub mod bytestream_routes;
 pub mod capabilities;

@@ -9,6 +9,7 @@ use reapi_core::proto::remote_execution::content_addressable_storage_server::Con
 use reapi_core::{ActionCache, BlobStore, InstancePolicy};
 use tonic::service::RoutesBuilder;
 
+use super::action_cache_router::ActionCacheRouter;
 use super::{
     ActionCacheService, ByteStreamRoutes, ByteStreamService, CapabilitiesService, CasService,
     ExecutionSupport, MAX_DECODING_MESSAGE_SIZE,
@@ -29,6 +30,16 @@ impl StorageServices {
     /// Adds Capabilities, ContentAddressableStorage, ByteStream and
     /// ActionCache to `routes`.
     pub fn add_to(self, routes: &mut RoutesBuilder) {
+        self.add_routes(routes, None);
+    }
+
+    /// [`StorageServices::add_to`] for a scheduler whose action cache is
+    /// replicated: peers' requests are answered from `own_share`.
+    pub fn add_to_with_replica(self, routes: &mut RoutesBuilder, own_share: Arc<dyn ActionCache>) {
+        self.add_routes(routes, Some(own_share));
+    }
+
+    fn add_routes(self, routes: &mut RoutesBuilder, own_share: Option<Arc<dyn ActionCache>>) {
         let StorageServices {
             store,
             action_cache,
@@ -47,10 +58,23 @@ impl StorageServices {
             ByteStreamService::new(store.clone(), instances.clone()),
             MAX_DECODING_MESSAGE_SIZE,
         ));
-        routes.add_service(
-            ActionCacheServer::new(ActionCacheService::new(action_cache, store, instances))
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
-        );
+        let public = ActionCacheServer::new(ActionCacheService::new(
+            action_cache,
+            store.clone(),
+            instances.clone(),
+        ))
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
+        match own_share {
+            None => {
+                routes.add_service(public);
+            }
+            Some(share) => {
+                let replica =
+                    ActionCacheServer::new(ActionCacheService::new(share, store, instances))
+                        .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
+                routes.add_service(ActionCacheRouter::new(public, replica));
+            }
+        }
     }
 }
 

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use reapi_core::cluster::discovery::MemberList;
-use reapi_core::cluster::messages::PeerHeartbeat;
+use reapi_core::cluster::messages::{PeerHeartbeat, StorageMember};
+use reapi_core::cluster::placement::{Placement, PlacementSender};
 use reapi_core::cluster::rendezvous::{self, member_hash, PlacementKey};
 use reapi_core::cluster::service::SchedulerPeersClient;
 use reapi_core::Digest;
@@ -44,6 +45,9 @@ pub struct Peers {
     timeout: Duration,
     table: RwLock<HashMap<String, PeerState>>,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Where the live schedulers, by address, are published for the
+    /// replicated action cache.
+    metadata: Mutex<Option<PlacementSender>>,
 }
 
 impl Peers {
@@ -61,6 +65,7 @@ impl Peers {
             timeout,
             table: RwLock::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
+            metadata: Mutex::new(None),
         }
     }
 
@@ -94,6 +99,7 @@ impl Peers {
                     return;
                 };
                 peers.beat_all(&addresses, interval).await;
+                peers.publish_metadata_members();
             }
         });
         peers
@@ -110,10 +116,61 @@ impl Peers {
     /// This scheduler takes no new actions as their home.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        self.publish_metadata_members();
     }
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Keeps `sender` up to date with the live schedulers that hold action
+    /// cache entries (not draining), this one included, each named by its
+    /// address: addresses survive restarts, so a restarted scheduler gets
+    /// its share back.
+    pub fn publish_metadata_placement(&self, sender: PlacementSender) {
+        *self.metadata.lock() = Some(sender);
+        self.publish_metadata_members();
+    }
+
+    fn publish_metadata_members(&self) {
+        let metadata = self.metadata.lock();
+        let Some(sender) = metadata.as_ref() else {
+            return;
+        };
+        let mut members: Vec<StorageMember> = self
+            .table
+            .read()
+            .values()
+            .filter(|peer| self.is_live(peer) && !peer.draining)
+            .map(|peer| StorageMember {
+                worker_id: peer.address.clone(),
+                address: peer.address.clone(),
+            })
+            .collect();
+        if !self.is_draining() && !self.address.is_empty() {
+            members.push(StorageMember {
+                worker_id: self.address.clone(),
+                address: self.address.clone(),
+            });
+        }
+        let placement = Placement::new(&members);
+        sender.send_if_modified(|current| {
+            if **current == placement {
+                return false;
+            }
+            tracing::info!(
+                members = placement.len(),
+                "action cache holders: {}",
+                placement
+                    .holders()
+                    .iter()
+                    .map(|h| h.id.as_ref())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            *current = Arc::new(placement);
+            true
+        });
     }
 
     /// This scheduler's heartbeat, as sent and as answered.
