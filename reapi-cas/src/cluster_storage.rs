@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use reapi_core::cluster::placement::PlacementReceiver;
 use reapi_core::{ActionCache, BlobStore, InstancePolicy, Result};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::action_cache::{
     BucketBackupActionCache, CompletenessCheckingActionCache, DiskActionCache,
@@ -35,6 +36,9 @@ pub struct MetadataReplication {
     pub replica_count: usize,
     /// This scheduler's address, as the others know it.
     pub self_id: String,
+    /// The addresses of schedulers that restarted without leaving
+    /// `placement`, as they are seen: they get their share again.
+    pub restarts: Option<UnboundedReceiver<String>>,
 }
 
 /// Wait after a change of schedulers before action cache entries move.
@@ -111,7 +115,7 @@ impl StorageConfig {
                 metadata.self_id,
                 results.clone(),
             );
-            replicated.spawn_rebalancer(disk_results.clone(), REBALANCE_SETTLE);
+            replicated.spawn_rebalancer(disk_results.clone(), REBALANCE_SETTLE, metadata.restarts);
             replicated_cache = Some((replicated.clone(), disk_results));
             own_share = Some(results);
             results = replicated;

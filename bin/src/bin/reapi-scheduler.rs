@@ -78,6 +78,7 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
                 placement: receiver,
                 replica_count: config.metadata_replica_count,
                 self_id: peers.address().to_string(),
+                restarts: Some(peers.restarts()),
             }
         });
         let storage = config

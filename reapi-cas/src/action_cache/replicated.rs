@@ -13,7 +13,9 @@
 //! After a membership change, [`ReplicatedActionCache::spawn_rebalancer`]
 //! copies every local entry to the holders that newly rank for it: a
 //! scheduler that died is replaced, one that comes back gets its share
-//! back.
+//! back, even when it was out for less than the settle time; so does one
+//! that restarted too quickly to leave the membership, once it is reported
+//! as restarted.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use reapi_core::proto::remote_execution::{
     ActionResult, GetActionResultRequest, UpdateActionResultRequest,
 };
 use reapi_core::{ActionCache, Digest, Error, Result};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
@@ -38,6 +41,12 @@ pub const REPLICA_HEADER: &str = "reapi-ac-replica";
 
 /// Default number of schedulers holding each entry.
 pub const DEFAULT_METADATA_REPLICA_COUNT: usize = 3;
+
+/// How long a call to a peer may take. Without a bound, a peer that takes
+/// connections but does not answer (stopped, partitioned) would hold every
+/// put forever, and with it the completion of every action it holds the
+/// result of, until long after heartbeats counted it out.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Entries per rebalancing round sent at once.
 const REBALANCE_CONCURRENCY: usize = 16;
@@ -109,6 +118,7 @@ impl ReplicatedActionCache {
             })?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
+            .timeout(PEER_TIMEOUT)
             .connect_lazy();
         let client =
             ActionCacheClient::new(channel).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
@@ -171,20 +181,63 @@ impl ReplicatedActionCache {
     /// Copies every local entry to the holders that newly rank for it each
     /// time membership changes (after `settle`, so changes arriving
     /// together are handled once), until the process ends.
+    ///
+    /// A member counts as new to its entries when it was not a member at
+    /// the last round, when it left and came back during the settle (the
+    /// round's placement is then the last one's, yet it missed what was
+    /// written while it was out), and when `restarts` names it: members
+    /// (by id) that restarted without leaving the placement, back before
+    /// their peers counted them out, which lack what was written while
+    /// they were down (and everything, if they lost their disk).
     pub fn spawn_rebalancer(
         self: &Arc<Self>,
         entries: Arc<dyn ActionCacheEntries>,
         settle: Duration,
+        mut restarts: Option<UnboundedReceiver<String>>,
     ) -> tokio::task::JoinHandle<()> {
         let cache = Arc::clone(self);
         tokio::spawn(async move {
             let mut following = cache.placement.clone();
             let mut before = cache.placement();
-            while following.changed().await.is_ok() {
-                tokio::time::sleep(settle).await;
-                following.mark_unchanged();
+            loop {
+                // Members that went missing from a placement seen in this
+                // round, or restarted.
+                let mut rejoined: HashSet<String> = HashSet::new();
+                tokio::select! {
+                    changed = following.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                    member = next_restart(&mut restarts) => {
+                        rejoined.insert(member);
+                    }
+                }
+                let deadline = tokio::time::Instant::now() + settle;
+                loop {
+                    let seen = following.borrow_and_update().clone();
+                    for holder in before.holders() {
+                        if !seen.contains(&holder.id) {
+                            rejoined.insert(holder.id.to_string());
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        changed = following.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
+                        member = next_restart(&mut restarts) => {
+                            rejoined.insert(member);
+                        }
+                    }
+                }
                 let now = cache.placement();
-                match cache.rebalance(entries.as_ref(), &before, &now).await {
+                match cache
+                    .rebalance_with(entries.as_ref(), &before, &now, &rejoined)
+                    .await
+                {
                     Ok(copied) if copied > 0 => {
                         tracing::info!(
                             copied,
@@ -222,6 +275,20 @@ impl ReplicatedActionCache {
         before: &Placement,
         now: &Placement,
     ) -> Result<u64> {
+        self.rebalance_with(entries, before, now, &HashSet::new())
+            .await
+    }
+
+    /// [`ReplicatedActionCache::rebalance`], the members (ids) in
+    /// `rejoined` counting as new holders wherever they hold an entry in
+    /// `now`.
+    pub async fn rebalance_with(
+        &self,
+        entries: &dyn ActionCacheEntries,
+        before: &Placement,
+        now: &Placement,
+        rejoined: &HashSet<String>,
+    ) -> Result<u64> {
         use futures::stream::{self, StreamExt};
         let listed = entries.list_entries()?;
         let mut copies = Vec::new();
@@ -232,7 +299,8 @@ impl ReplicatedActionCache {
                 .map(|h| h.id)
                 .collect();
             for holder in self.holders(now, &instance, &digest) {
-                if !self.is_me(&holder) && !old.contains(&holder.id) {
+                let new = !old.contains(&holder.id) || rejoined.contains(&*holder.id);
+                if !self.is_me(&holder) && new {
                     copies.push((instance.clone(), digest, holder));
                 }
             }
@@ -258,6 +326,17 @@ impl ReplicatedActionCache {
             .await;
         Ok(copied as u64)
     }
+}
+
+/// The next member `restarts` names; never, once it is closed or absent.
+async fn next_restart(restarts: &mut Option<UnboundedReceiver<String>>) -> String {
+    if let Some(receiver) = restarts.as_mut() {
+        if let Some(member) = receiver.recv().await {
+            return member;
+        }
+        *restarts = None;
+    }
+    std::future::pending().await
 }
 
 #[async_trait]

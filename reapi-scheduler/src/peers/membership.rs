@@ -18,6 +18,7 @@ use reapi_core::cluster::placement::{Placement, PlacementSender};
 use reapi_core::cluster::rendezvous::{self, member_hash, PlacementKey};
 use reapi_core::cluster::service::SchedulerPeersClient;
 use reapi_core::Digest;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tonic::transport::{Channel, Endpoint};
 
 /// Where a request about an action or operation is served.
@@ -48,6 +49,8 @@ pub struct Peers {
     /// Where the live schedulers, by address, are published for the
     /// replicated action cache.
     metadata: Mutex<Option<PlacementSender>>,
+    /// Where the addresses of peers seen to restart are sent.
+    restarts: Mutex<Option<UnboundedSender<String>>>,
 }
 
 impl Peers {
@@ -66,6 +69,7 @@ impl Peers {
             table: RwLock::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
             metadata: Mutex::new(None),
+            restarts: Mutex::new(None),
         }
     }
 
@@ -130,6 +134,17 @@ impl Peers {
     pub fn publish_metadata_placement(&self, sender: PlacementSender) {
         *self.metadata.lock() = Some(sender);
         self.publish_metadata_members();
+    }
+
+    /// The addresses of peers that restart (a new id answers at a known
+    /// address), each as it is seen. A peer back before its heartbeats ran
+    /// out never left the published placement, which is by address, yet
+    /// it lacks what was written while it was down: the replicated action
+    /// cache copies it its share again.
+    pub fn restarts(&self) -> UnboundedReceiver<String> {
+        let (sender, receiver) = unbounded_channel();
+        *self.restarts.lock() = Some(sender);
+        receiver
     }
 
     fn publish_metadata_members(&self) {
@@ -219,6 +234,9 @@ impl Peers {
         let mut table = self.table.write();
         // A new id at a known address is that peer restarted: the old one
         // is gone, with its operations.
+        let restarted = table
+            .iter()
+            .any(|(id, peer)| peer.address == address && *id != beat.scheduler_id);
         table.retain(|id, peer| peer.address != address || *id == beat.scheduler_id);
         let joined = !table.contains_key(&beat.scheduler_id);
         table.insert(
@@ -231,8 +249,14 @@ impl Peers {
                 suspected: false,
             },
         );
+        drop(table);
         if joined {
-            tracing::info!(peer = %beat.scheduler_id, %address, "scheduler peer is live");
+            tracing::info!(peer = %beat.scheduler_id, %address, restarted, "scheduler peer is live");
+        }
+        if restarted {
+            if let Some(restarts) = self.restarts.lock().as_ref() {
+                let _ = restarts.send(address);
+            }
         }
     }
 
@@ -369,6 +393,21 @@ mod tests {
         peers.suspect("cccc");
         assert_eq!(peers.route("cccc"), None);
         assert_eq!(peers.live_peers(), ["dddd"]);
+    }
+
+    #[test]
+    fn restarts_are_reported_by_address() {
+        let peers = Peers::solo("aaaa");
+        let mut restarts = peers.restarts();
+        peers.heard("10.0.0.2:1", &beat("bbbb", "10.0.0.2:1"));
+        peers.heard("10.0.0.3:1", &beat("cccc", "10.0.0.3:1"));
+        peers.heard("10.0.0.2:1", &beat("bbbb", "10.0.0.2:1"));
+        assert!(restarts.try_recv().is_err(), "no restart yet");
+        // bbbb restarts as dddd at the same address: reported once.
+        peers.heard("10.0.0.2:1", &beat("dddd", "10.0.0.2:1"));
+        peers.heard("10.0.0.2:1", &beat("dddd", "10.0.0.2:1"));
+        assert_eq!(restarts.try_recv().unwrap(), "10.0.0.2:1");
+        assert!(restarts.try_recv().is_err());
     }
 
     #[test]
