@@ -18,13 +18,15 @@
 //! - [`outputs`]: what the workspace's targets must produce, checked on the
 //!   files a build left in `bazel-bin`;
 //! - [`cluster_log`]: what the cluster's processes log about leases, drains
-//!   and lost workers, read back for the tests' checks.
+//!   and lost workers, read back for the tests' checks;
+//! - [`cluster_cas`]: the blobs of the cluster CAS on each worker's disk.
 //!
 //! The helpers panic with a clear message when something goes wrong: they run
 //! only inside tests, where a panic is the way to report a failure.
 
 pub mod bazel;
 pub mod checks;
+pub mod cluster_cas;
 pub mod cluster_log;
 pub mod cluster_workspace;
 pub mod exec_log;

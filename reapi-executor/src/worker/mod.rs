@@ -21,6 +21,9 @@ mod lease;
 mod link;
 pub mod worker_id;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,6 +72,10 @@ impl WorkerConfig {
         }
     }
 }
+
+/// How long a draining worker with replica space waits for its schedulers
+/// to take it out of the cluster CAS's members (one round trip each).
+const MEMBERS_WAIT: Duration = Duration::from_secs(5);
 
 /// Names one link of this worker for its lifetime.
 type LinkId = u64;
@@ -198,6 +205,9 @@ impl Worker {
         inner.send_reports();
         tracing::info!(running = self.running(), ?grace, "draining: no new leases");
         let deadline = tokio::time::Instant::now() + grace;
+        inner
+            .wait_out_of_placement(deadline.min(tokio::time::Instant::now() + MEMBERS_WAIT))
+            .await;
         loop {
             let ended = inner.lease_ended.notified();
             tokio::pin!(ended);
@@ -297,6 +307,30 @@ impl Inner {
         });
     }
 
+    /// A draining worker with replica space hands its share off to the
+    /// members it knows once it is gone. Its schedulers take it out of the
+    /// members when they read its draining report, and may take out
+    /// others draining at the same time: waits (until `deadline`) for the
+    /// list they send back, in which it is no member any more, so the
+    /// hand-off goes to the members that stay.
+    async fn wait_out_of_placement(&self, deadline: tokio::time::Instant) {
+        let Some(sender) = &self.config.placement else {
+            return;
+        };
+        if self.config.replica_space == 0 {
+            return;
+        }
+        let id = self.config.id.as_str();
+        let mut members = sender.subscribe();
+        let left = members.wait_for(|placement| !placement.contains(id));
+        if tokio::time::timeout_at(deadline, left).await.is_err() {
+            tracing::warn!(
+                "the schedulers still list this worker as a cluster CAS member; \
+                 its share goes to the members known"
+            );
+        }
+    }
+
     fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -382,7 +416,9 @@ impl Inner {
         let Some(entry) = state.links.remove(&link) else {
             return;
         };
-        if !entry.storage_members.is_empty() {
+        // A link this worker closes because it stops says nothing about the
+        // members: the last list stays, for the hand-off of its share.
+        if !entry.storage_members.is_empty() && !*self.shutdown.borrow() {
             self.publish_placement(&state);
         }
         let mut stopped = 0;

@@ -128,6 +128,31 @@ impl Cluster {
         self.workers.last_mut().expect("just pushed")
     }
 
+    /// Starts one more worker with its own `options` instead of the
+    /// cluster's (their worker fields: executors, `--cas`, drain grace,
+    /// extra arguments, bucket), e.g. an execution-only worker
+    /// (`--replica_space 0`) next to storage-only ones (`executors: 0`),
+    /// and returns it once it is ready.
+    pub fn add_worker_with(&mut self, options: &ClusterOptions) -> &mut Worker {
+        self.add_workers_with(1, options)
+            .last_mut()
+            .expect("just started one")
+    }
+
+    /// Starts `count` more workers with `options` (see
+    /// [`Cluster::add_worker_with`]) in parallel, and returns them once
+    /// every one is ready. They are the last `count` of
+    /// [`Cluster::workers`].
+    pub fn add_workers_with(&mut self, count: usize, options: &ClusterOptions) -> &mut [Worker] {
+        let first = self.workers.len();
+        let launches: Vec<Launch> = (first..first + count)
+            .map(|i| self.worker_launch_with(i, options))
+            .collect();
+        let started = in_parallel(launches, Worker::start);
+        self.workers.extend(started);
+        &mut self.workers[first..]
+    }
+
     /// Kills scheduler `i` if it still runs and starts it again on the same
     /// address and data directory.
     pub fn restart_scheduler(&mut self, i: usize) -> &mut Scheduler {
@@ -143,10 +168,14 @@ impl Cluster {
     }
 
     fn worker_launch(&self, index: usize) -> Launch {
-        let mut launch = Launch::new(WORKER, index, self.dir.path(), &self.options);
+        self.worker_launch_with(index, &self.options)
+    }
+
+    fn worker_launch_with(&self, index: usize, options: &ClusterOptions) -> Launch {
+        let mut launch = Launch::new(WORKER, index, self.dir.path(), options);
         launch
             .args
-            .extend(worker_args(&self.scheduler_addrs(), &self.options));
+            .extend(worker_args(&self.scheduler_addrs(), options));
         launch
     }
 }
