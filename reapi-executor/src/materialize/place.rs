@@ -156,7 +156,10 @@ fn place_local(file: &PlannedFile, dest: &Path, source: &LocalSource) -> io::Res
             }
             copy_from_store(&store_file, dest, mode)
         }
-        _ if err.kind() == io::ErrorKind::NotFound && !store_file.exists() => Ok(false),
+        // The store's file went away (evicted), or was not in place yet
+        // when another write of the same blob raced this link: fetch it,
+        // which places it again once the store holds it.
+        _ if err.kind() == io::ErrorKind::NotFound => Ok(false),
         _ => Err(err),
     }
 }
