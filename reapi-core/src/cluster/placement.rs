@@ -42,6 +42,20 @@ pub fn placement_channel() -> (PlacementSender, PlacementReceiver) {
     watch::channel(Arc::new(Placement::default()))
 }
 
+/// Publishes `placement` on `sender` unless it holds an equal one, and
+/// logs the new members as `what`. Returns whether it changed.
+pub fn publish(sender: &PlacementSender, placement: Placement, what: &str) -> bool {
+    sender.send_if_modified(|current| {
+        if **current == placement {
+            return false;
+        }
+        let ids: Vec<&str> = placement.holders.iter().map(|h| h.id.as_ref()).collect();
+        tracing::info!(members = placement.len(), "{what}: {}", ids.join(", "));
+        *current = Arc::new(placement);
+        true
+    })
+}
+
 impl Placement {
     /// The placement over `members`; duplicates of an id keep the first
     /// address, members without an id or address are left out.

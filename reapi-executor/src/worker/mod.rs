@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use reapi_core::cluster::messages::{ExecutorGroup, StateReport, StorageMember};
-use reapi_core::cluster::placement::{Placement, PlacementSender};
+use reapi_core::cluster::placement::{publish, Placement, PlacementSender};
 use reapi_core::cluster::{SchedulerConnector, WorkerMessage};
 use reapi_core::execution::ExecutorPool;
 use reapi_core::proto::remote_execution::Platform;
@@ -288,23 +288,7 @@ impl Inner {
             return;
         };
         let placement = Placement::new(state.links.values().flat_map(|l| &l.storage_members));
-        sender.send_if_modified(|current| {
-            if **current == placement {
-                return false;
-            }
-            tracing::info!(
-                members = placement.len(),
-                "cluster CAS members: {}",
-                placement
-                    .holders()
-                    .iter()
-                    .map(|h| h.id.as_ref())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            *current = Arc::new(placement);
-            true
-        });
+        publish(sender, placement, "cluster CAS members");
     }
 
     /// A draining worker with replica space hands its share off to the

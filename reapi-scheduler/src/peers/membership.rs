@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use reapi_core::cluster::discovery::MemberList;
 use reapi_core::cluster::messages::{PeerHeartbeat, StorageMember};
-use reapi_core::cluster::placement::{Placement, PlacementSender};
+use reapi_core::cluster::placement::{publish, Placement, PlacementSender};
 use reapi_core::cluster::rendezvous::{self, member_hash, PlacementKey};
 use reapi_core::cluster::service::SchedulerPeersClient;
 use reapi_core::Digest;
@@ -169,23 +169,7 @@ impl Peers {
             });
         }
         let placement = Placement::new(&members);
-        sender.send_if_modified(|current| {
-            if **current == placement {
-                return false;
-            }
-            tracing::info!(
-                members = placement.len(),
-                "action cache holders: {}",
-                placement
-                    .holders()
-                    .iter()
-                    .map(|h| h.id.as_ref())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            *current = Arc::new(placement);
-            true
-        });
+        publish(sender, placement, "action cache holders");
     }
 
     /// This scheduler's heartbeat, as sent and as answered.
