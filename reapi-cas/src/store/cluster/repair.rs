@@ -297,3 +297,7 @@ impl RateLimiter {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "repair_tests.rs"]
+mod tests;

@@ -22,7 +22,7 @@ use crate::store::MemoryStore;
 const MIB: usize = 1024 * 1024;
 /// Above `SMALL_BLOB_LIMIT`, so copies between members take the streaming
 /// branch.
-const BIG: usize = 5 * MIB;
+pub(super) const BIG: usize = 5 * MIB;
 
 // ---------------------------------------------------------------------------
 // Test doubles
@@ -36,27 +36,30 @@ struct Faults {
     /// A streamed writer fails UNAVAILABLE once more than this many bytes
     /// were written to it.
     cut_after_bytes: AtomicU64,
+    /// FindMissingBlobs answers in reverse order.
+    reverse_answers: AtomicBool,
 }
 
 /// A member's store: a `MemoryStore` with switchable faults and counters.
-struct FaultyStore {
+pub(super) struct FaultyStore {
     mem: MemoryStore,
     faults: Arc<Faults>,
     /// `put` and `begin_write` calls.
-    puts: AtomicUsize,
+    pub(super) puts: AtomicUsize,
     /// `get` and `read` calls.
     reads: AtomicUsize,
     find_missing_calls: AtomicUsize,
 }
 
 impl FaultyStore {
-    fn new() -> Arc<FaultyStore> {
+    pub(super) fn new() -> Arc<FaultyStore> {
         Arc::new(FaultyStore {
             mem: MemoryStore::new(1 << 30),
             faults: Arc::new(Faults {
                 down: AtomicBool::new(false),
                 full: AtomicBool::new(false),
                 cut_after_bytes: AtomicU64::new(u64::MAX),
+                reverse_answers: AtomicBool::new(false),
             }),
             puts: AtomicUsize::new(0),
             reads: AtomicUsize::new(0),
@@ -64,15 +67,20 @@ impl FaultyStore {
         })
     }
 
-    fn set_down(&self, down: bool) {
+    pub(super) fn set_down(&self, down: bool) {
         self.faults.down.store(down, SeqCst);
     }
 
-    fn set_full(&self, full: bool) {
+    pub(super) fn set_full(&self, full: bool) {
         self.faults.full.store(full, SeqCst);
     }
 
-    fn cut_after(&self, bytes: u64) {
+    /// Answers FindMissingBlobs in reverse order, as a store is free to.
+    fn reverse_answers(&self) {
+        self.faults.reverse_answers.store(true, SeqCst);
+    }
+
+    pub(super) fn cut_after(&self, bytes: u64) {
         self.faults.cut_after_bytes.store(bytes, SeqCst);
     }
 
@@ -110,7 +118,11 @@ impl BlobStore for FaultyStore {
     async fn find_missing(&self, instance: &str, digests: &[Digest]) -> Result<Vec<Digest>> {
         self.find_missing_calls.fetch_add(1, SeqCst);
         self.check_up()?;
-        self.mem.find_missing(instance, digests).await
+        let mut missing = self.mem.find_missing(instance, digests).await?;
+        if self.faults.reverse_answers.load(SeqCst) {
+            missing.reverse();
+        }
+        Ok(missing)
     }
 
     async fn get(&self, instance: &str, digest: &Digest) -> Result<Bytes> {
@@ -208,11 +220,11 @@ struct Cluster {
     cas: ClusterStore,
 }
 
-fn worker(i: usize) -> String {
+pub(super) fn worker(i: usize) -> String {
     format!("worker-{i}")
 }
 
-fn placement_of(ids: &[String]) -> Placement {
+pub(super) fn placement_of(ids: &[String]) -> Placement {
     let members: Vec<StorageMember> = ids
         .iter()
         .map(|id| StorageMember {
@@ -327,7 +339,7 @@ impl Cluster {
 }
 
 /// `len` pseudo-random bytes from `seed`, with their digest.
-fn blob(len: usize, seed: u64) -> (Digest, Bytes) {
+pub(super) fn blob(len: usize, seed: u64) -> (Digest, Bytes) {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let data: Vec<u8> = (0..len)
         .map(|_| {
@@ -695,6 +707,36 @@ async fn local_member_is_reached_directly() {
     assert!(eventually_holds(&local, &d3).await);
 
     assert_eq!(c.members.asked_for_local.load(SeqCst), 0);
+}
+
+/// Members may answer in any order; the answer, repeated digests
+/// included, is the same as when they keep the request's order.
+#[tokio::test]
+async fn find_missing_matches_members_answering_out_of_order() {
+    let c = Cluster::new(5, 3);
+    let mut asked = Vec::new();
+    let mut absent = std::collections::HashSet::new();
+    for seed in 0..50 {
+        let (d, data) = blob(64, 300 + seed);
+        if seed % 2 == 0 {
+            c.cas.put("", &d, data).await.unwrap();
+        } else {
+            absent.insert(d);
+        }
+        asked.push(d);
+    }
+    asked.extend_from_within(10..30);
+    asked.push(Digest::EMPTY);
+    let expected: Vec<Digest> = asked
+        .iter()
+        .filter(|d| absent.contains(*d))
+        .copied()
+        .collect();
+    assert_eq!(c.cas.find_missing("", &asked).await.unwrap(), expected);
+    for store in c.all_stores() {
+        store.reverse_answers();
+    }
+    assert_eq!(c.cas.find_missing("", &asked).await.unwrap(), expected);
 }
 
 #[tokio::test]
