@@ -439,6 +439,43 @@ async fn write_ended_before_finish_stores_nothing_and_resumes() {
     }
 }
 
+/// A Write marked one-shot (how the cluster CAS writes to its members) is
+/// not kept when it ends before `finish_write`: nothing waits for a resume
+/// that will not come, and its temporary file goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_write_ended_before_finish_is_not_kept() {
+    for setup in Setup::ALL {
+        let server = Server::start(setup).await;
+        let (mut bs, mut cas) = (server.bs(), server.cas());
+        let blob = data(100 * KIB + 5, 13);
+        let d = dig(&blob);
+        let name = write_name("", &d);
+        let mut request = tonic::Request::new(futures::stream::iter(write_msgs(
+            &name,
+            &blob[..48 * KIB],
+            0,
+            16 * KIB,
+            false,
+        )));
+        request.metadata_mut().insert(
+            reapi_cas::service::bytestream::ONE_SHOT_UPLOAD_HEADER,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        assert_code(
+            bs.write(request).await,
+            Code::InvalidArgument,
+            &format!("{setup:?}: no finish"),
+        );
+        assert_code(
+            query_write_status(&mut bs, &name).await,
+            Code::NotFound,
+            &format!("{setup:?}: the upload was not kept"),
+        );
+        assert!(!is_present(&mut cas, "", &d).await, "{setup:?}");
+        server.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_can_restart_at_zero() {
     for setup in Setup::ALL {

@@ -13,10 +13,18 @@ use reapi_core::proto::bytestream::{
 use reapi_core::proto::bytestream_bytes;
 use reapi_core::resource_name::{ReadResource, WriteResource};
 use reapi_core::{BlobStore, BlobWriter, Error, ErrorExt, InstancePolicy, Result};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::pending_uploads::{PendingUploads, UploadKey};
 use super::MAX_READ_CHUNK;
+
+/// Request metadata marking a Write that will never be resumed: the
+/// cluster CAS starts every copy it sends a member as a fresh upload. Cut
+/// off before `finish_write` (the data was refused, or the sender gave up),
+/// such an upload is discarded at once instead of kept, with its temporary
+/// file, for a QueryWriteStatus that will not come.
+pub const ONE_SHOT_UPLOAD_HEADER: &str = "reapi-one-shot-upload";
 
 pub struct ByteStreamService {
     store: Arc<dyn BlobStore>,
@@ -71,22 +79,37 @@ impl ByteStreamService {
         }
     }
 
+    fn keep_for_resume(&self, resumable: bool, key: UploadKey, writer: Box<dyn BlobWriter>) {
+        if resumable {
+            self.pending.park(key, writer);
+        }
+    }
+
     /// Runs one Write stream to its end and answers it, logging a failure.
     /// [`super::ByteStreamRoutes`] decodes the stream straight into
     /// [`bytestream_bytes::WriteRequest`]; the generated server's messages
-    /// are converted (see [`ByteStream::write`]).
-    pub(crate) async fn write<S>(&self, stream: S) -> Result<Response<WriteResponse>, Status>
+    /// are converted (see [`ByteStream::write`]). `metadata` is the call's:
+    /// it may mark the upload [`ONE_SHOT_UPLOAD_HEADER`].
+    pub(crate) async fn write<S>(
+        &self,
+        metadata: &MetadataMap,
+        stream: S,
+    ) -> Result<Response<WriteResponse>, Status>
     where
         S: Stream<Item = Result<bytestream_bytes::WriteRequest, Status>> + Send + Unpin,
     {
-        let response = self.write_stream(stream).await.map_err(|e| {
+        let resumable = !metadata.contains_key(ONE_SHOT_UPLOAD_HEADER);
+        let response = self.write_stream(stream, resumable).await.map_err(|e| {
             tracing::debug!(error = %e, "ByteStream Write failed");
             e
         })?;
         Ok(Response::new(response))
     }
 
-    async fn write_stream<S>(&self, mut stream: S) -> Result<WriteResponse>
+    /// An upload cut off before `finish_write` is kept for the client to
+    /// resume (QueryWriteStatus, then Write from its committed size), unless
+    /// it is not `resumable`: then it is discarded at once.
+    async fn write_stream<S>(&self, mut stream: S, resumable: bool) -> Result<WriteResponse>
     where
         S: Stream<Item = Result<bytestream_bytes::WriteRequest, Status>> + Send + Unpin,
     {
@@ -121,7 +144,7 @@ impl ByteStreamService {
         loop {
             if message.write_offset < 0 || message.write_offset as u64 != writer.committed_size() {
                 let committed = writer.committed_size();
-                self.pending.park(key, writer);
+                self.keep_for_resume(resumable, key, writer);
                 return Err(Error::invalid_argument(format!(
                     "write_offset {} but {committed} bytes were committed",
                     message.write_offset
@@ -146,13 +169,13 @@ impl ByteStreamService {
             message = match stream.next().await {
                 Some(Ok(next)) => next,
                 None => {
-                    self.pending.park(key, writer);
+                    self.keep_for_resume(resumable, key, writer);
                     return Err(Error::invalid_argument(format!(
                         "Write stream for {digest} ended before finish_write"
                     )));
                 }
                 Some(Err(status)) => {
-                    self.pending.park(key, writer);
+                    self.keep_for_resume(resumable, key, writer);
                     return Err(Error::from(status).context(format!("Write stream for {digest}")));
                 }
             };
@@ -218,8 +241,9 @@ impl ByteStream for ByteStreamService {
         &self,
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<WriteResponse>, Status> {
-        let stream = request.into_inner().map(|message| message.map(Into::into));
-        ByteStreamService::write(self, stream).await
+        let (metadata, _, stream) = request.into_parts();
+        let stream = stream.map(|message| message.map(Into::into));
+        ByteStreamService::write(self, &metadata, stream).await
     }
 
     async fn query_write_status(

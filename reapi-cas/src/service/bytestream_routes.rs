@@ -117,6 +117,9 @@ impl ClientStreamingService<bytestream_bytes::WriteRequest> for WriteMethod {
         request: Request<Streaming<bytestream_bytes::WriteRequest>>,
     ) -> Self::Future {
         let service = self.0.clone();
-        Box::pin(async move { service.write(request.into_inner()).await })
+        Box::pin(async move {
+            let (metadata, _, stream) = request.into_parts();
+            service.write(&metadata, stream).await
+        })
     }
 }

@@ -27,6 +27,8 @@ pub async fn serve(
 ) -> Result<()> {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .initial_stream_window_size(super::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(super::HTTP2_CONNECTION_WINDOW)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

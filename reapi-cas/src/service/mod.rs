@@ -34,5 +34,12 @@ pub const BATCH_MESSAGE_HEADROOM: usize = 256 * 1024;
 /// still bounding what one message can make us allocate.
 pub const MAX_DECODING_MESSAGE_SIZE: usize = 4 * MAX_BATCH_TOTAL_SIZE;
 
+/// HTTP/2 receive windows of our servers and of our clients of other
+/// servers. The protocol's default (64 KiB) stalls a 1 MiB message on
+/// sixteen window updates; these let one chunk flow whole, while a peer
+/// can still make us buffer at most one connection window per connection.
+pub const HTTP2_STREAM_WINDOW: u32 = 4 << 20;
+pub const HTTP2_CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// Largest data chunk in one ByteStream `ReadResponse`.
 pub const MAX_READ_CHUNK: usize = 1024 * 1024;

@@ -5,7 +5,11 @@
 //! small writes.
 //!
 //! Every write is verified here as well as by the server: a blob that does
-//! not match its digest is refused before its last byte leaves.
+//! not match its digest is refused before its last byte leaves. The cluster
+//! CAS reaches its members with [`GrpcStore::for_member`] instead, which
+//! leaves that to the member: each verifies the copy it stores, and a
+//! scheduler relaying one write to three members would otherwise hash it
+//! three more times.
 
 use std::sync::Arc;
 
@@ -25,10 +29,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
 
-use crate::service::{MAX_BATCH_TOTAL_SIZE, MAX_DECODING_MESSAGE_SIZE};
+use crate::service::bytestream::ONE_SHOT_UPLOAD_HEADER;
+use crate::service::{
+    HTTP2_CONNECTION_WINDOW, HTTP2_STREAM_WINDOW, MAX_BATCH_TOTAL_SIZE, MAX_DECODING_MESSAGE_SIZE,
+};
 
 /// Digests per FindMissingBlobs request: well inside the message limit.
 const FIND_MISSING_BATCH: usize = 10_000;
@@ -41,6 +49,11 @@ const WRITE_PATH: &str = "/google.bytestream.ByteStream/Write";
 pub struct GrpcStore {
     target: String,
     channel: Channel,
+    /// Hash every write here too, so a bad blob never finishes a write.
+    verify_writes: bool,
+    /// Mark uploads [`ONE_SHOT_UPLOAD_HEADER`]: this store never resumes
+    /// one, so the server need not keep one that is cut off.
+    one_shot_writes: bool,
 }
 
 impl GrpcStore {
@@ -52,10 +65,25 @@ impl GrpcStore {
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(5))
             .http2_keep_alive_interval(std::time::Duration::from_secs(10))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            .initial_stream_window_size(HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(HTTP2_CONNECTION_WINDOW);
         Ok(GrpcStore {
             target: address.to_string(),
             channel: endpoint.connect_lazy(),
+            verify_writes: true,
+            one_shot_writes: false,
+        })
+    }
+
+    /// A store reaching a member of the cluster CAS, whose writes are not
+    /// hashed here (the member verifies what it stores) and are one-shot
+    /// uploads, which the member discards as soon as one is abandoned.
+    pub fn for_member(address: &str) -> Result<Self> {
+        Ok(GrpcStore {
+            verify_writes: false,
+            one_shot_writes: true,
+            ..GrpcStore::new(address)?
         })
     }
 
@@ -136,9 +164,11 @@ impl BlobStore for GrpcStore {
     }
 
     async fn put(&self, instance: &str, digest: &Digest, data: Bytes) -> Result<()> {
-        let mut hasher = DigestHasher::new();
-        hasher.update(&data);
-        hasher.verify(digest)?;
+        if self.verify_writes {
+            let mut hasher = DigestHasher::new();
+            hasher.update(&data);
+            hasher.verify(digest)?;
+        }
         if digest.is_empty_blob() {
             return Ok(());
         }
@@ -178,6 +208,12 @@ impl BlobStore for GrpcStore {
         let (chunks, rx) = mpsc::channel::<WriteRequest>(WRITE_QUEUE);
         let mut client = tonic::client::Grpc::new(self.channel.clone());
         let target = self.target.clone();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if self.one_shot_writes {
+            request
+                .metadata_mut()
+                .insert(ONE_SHOT_UPLOAD_HEADER, MetadataValue::from_static("1"));
+        }
         let call: JoinHandle<Result<WriteResponse>> = tokio::spawn(async move {
             client
                 .ready()
@@ -185,7 +221,7 @@ impl BlobStore for GrpcStore {
                 .map_err(|e| Error::unavailable(format!("CAS {target} not ready: {e}")))?;
             let response = client
                 .client_streaming(
-                    tonic::Request::new(ReceiverStream::new(rx)),
+                    request,
                     PathAndQuery::from_static(WRITE_PATH),
                     ProstCodec::<WriteRequest, WriteResponse>::default(),
                 )
@@ -197,7 +233,7 @@ impl BlobStore for GrpcStore {
             target: self.target.clone(),
             resource,
             digest: *digest,
-            hasher: DigestHasher::new(),
+            hasher: self.verify_writes.then(DigestHasher::new),
             written: 0,
             chunks: Some(chunks),
             call: Some(call),
@@ -211,7 +247,8 @@ struct GrpcWriter {
     target: String,
     resource: String,
     digest: Digest,
-    hasher: DigestHasher,
+    /// None when the caller verifies the data (see [`GrpcStore::for_member`]).
+    hasher: Option<DigestHasher>,
     written: u64,
     chunks: Option<mpsc::Sender<WriteRequest>>,
     call: Option<JoinHandle<Result<WriteResponse>>>,
@@ -273,7 +310,9 @@ impl BlobWriter for GrpcWriter {
         if chunk.is_empty() {
             return Ok(());
         }
-        self.hasher.update(&chunk);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&chunk);
+        }
         let len = chunk.len() as u64;
         // Large chunks go in pieces the server's message limit accepts.
         let mut rest = chunk;
@@ -292,8 +331,9 @@ impl BlobWriter for GrpcWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let hasher = std::mem::take(&mut self.hasher);
-        hasher.verify(&self.digest)?;
+        if let Some(hasher) = self.hasher.take() {
+            hasher.verify(&self.digest)?;
+        }
         if self.digest.is_empty_blob() {
             return Ok(());
         }

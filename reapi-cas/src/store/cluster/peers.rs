@@ -35,7 +35,7 @@ impl MemberStores for GrpcMembers {
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
         }
-        let client: Arc<dyn BlobStore> = Arc::new(GrpcStore::new(&holder.address)?);
+        let client: Arc<dyn BlobStore> = Arc::new(GrpcStore::for_member(&holder.address)?);
         clients.insert(holder.address.clone(), client.clone());
         Ok(client)
     }

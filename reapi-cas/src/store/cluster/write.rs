@@ -8,7 +8,11 @@
 //! Fewer copies than wanted are accepted only when every member was tried:
 //! the members that could take the blob are fewer than `replica_count`.
 //! A write the data itself fails (size or hash mismatch) fails at once,
-//! and nothing is stored anywhere.
+//! and nothing is stored anywhere: every holder verifies its copy before it
+//! commits it (our workers' disk stores do), and they all see the same
+//! bytes, so they all refuse them. Nothing here hashes the data again; on
+//! a scheduler that relays a write to three holders, hashing was the
+//! largest cost per byte.
 
 use std::sync::Arc;
 
@@ -78,6 +82,9 @@ impl Tally {
 
 pub(super) async fn put(inner: &Inner, instance: &str, digest: &Digest, data: Bytes) -> Result<()> {
     if digest.is_empty_blob() {
+        if !data.is_empty() {
+            return Err(Error::invalid_argument("the empty blob has no data"));
+        }
         return Ok(());
     }
     let placement = inner.placement();
@@ -228,6 +235,13 @@ impl BlobWriter for ReplicatedWriter {
                 )));
             }
             return Ok(());
+        }
+        if self.received + chunk.len() as u64 > self.digest.size() {
+            self.writers.clear();
+            return Err(Error::invalid_argument(format!(
+                "blob {} is longer than its digest says",
+                self.digest
+            )));
         }
         let writers = std::mem::take(&mut self.writers);
         let results = join_all(writers.into_iter().map(|(holder, mut writer)| {
