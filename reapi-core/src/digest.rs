@@ -95,17 +95,25 @@ impl Digest {
             )));
         }
         // One pass that validates and decodes: FindMissingBlobs parses
-        // thousands of digests per request, and this was its largest cost.
+        // thousands of digests per request (the cluster CAS its members'
+        // answers too), and this was its largest cost. Eight digits at a
+        // time, as one u64.
         let mut bytes = [0u8; HASH_LEN];
-        for (byte, pair) in bytes.iter_mut().zip(hash.as_bytes().chunks_exact(2)) {
-            match (lower_hex_nibble(pair[0]), lower_hex_nibble(pair[1])) {
-                (Some(high), Some(low)) => *byte = high << 4 | low,
-                _ => {
-                    return Err(Error::invalid_argument(format!(
-                        "digest hash {hash:?} is not lowercase hexadecimal"
-                    )))
-                }
-            }
+        let mut valid = true;
+        for (out, digits) in bytes
+            .chunks_exact_mut(4)
+            .zip(hash.as_bytes().chunks_exact(8))
+        {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(digits);
+            let (decoded, ok) = decode_hex_word(u64::from_le_bytes(word));
+            valid &= ok;
+            out.copy_from_slice(&decoded);
+        }
+        if !valid {
+            return Err(Error::invalid_argument(format!(
+                "digest hash {hash:?} is not lowercase hexadecimal"
+            )));
         }
         Ok(Digest { hash: bytes, size })
     }
@@ -153,15 +161,16 @@ impl Digest {
     }
 
     pub fn hash_hex(&self) -> String {
-        // Two table lookups per byte into a string sized up front:
-        // FindMissingBlobs encodes every missing digest of a request.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(HASH_LEN * 2);
-        for byte in self.hash {
-            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        // One table lookup per byte: FindMissingBlobs encodes every missing
+        // digest of a request, and the cluster CAS every digest it forwards.
+        let mut hex = [0u8; HASH_LEN * 2];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.hash) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
         }
-        hex
+        // Checking 64 ASCII bytes is cheaper than pushing them as chars.
+        std::str::from_utf8(&hex)
+            .expect("hex digits are ASCII")
+            .to_owned()
     }
 
     pub fn size(&self) -> u64 {
@@ -198,13 +207,54 @@ impl FromStr for Digest {
     }
 }
 
-/// The value of one lowercase hexadecimal digit.
-fn lower_hex_nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
+/// Which of `asked` are in `missing`, when `missing` lists them in the
+/// order they were asked (as a store's FindMissingBlobs answer does): one
+/// pass, no hashing. `None` when `missing` is in some other order.
+pub fn missing_in_order(asked: &[Digest], missing: &[Digest]) -> Option<Vec<bool>> {
+    let mut rest = missing.iter().peekable();
+    let marks = asked
+        .iter()
+        .map(|digest| rest.next_if(|m| *m == digest).is_some())
+        .collect();
+    rest.peek().is_none().then_some(marks)
+}
+
+/// The two lowercase hexadecimal digits of each byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0xf]];
+        byte += 1;
     }
+    table
+};
+
+/// Decodes eight lowercase hexadecimal digits (little-endian in `word`)
+/// into four bytes, all lanes at once; the flag says whether every byte
+/// was such a digit.
+fn decode_hex_word(word: u64) -> ([u8; 4], bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // For bytes below 0x80 (checked separately), the top bit of each lane
+    // of `at_least(lo)` says byte >= lo, of `at_most(hi)` byte <= hi; no
+    // lane borrows from its neighbour.
+    let at_least = |lo: u8| ((word | HIGH) - ONES * u64::from(lo)) & HIGH;
+    let at_most = |hi: u8| (((ONES * u64::from(hi)) | HIGH) - word) & HIGH;
+    let digit = at_least(b'0') & at_most(b'9');
+    let letter = at_least(b'a') & at_most(b'f');
+    let ok = (digit | letter) & !word & HIGH == HIGH;
+    // '0'..'9' are 0x30..0x39 and 'a'..'f' 0x61..0x66: the low nibble,
+    // plus 9 for letters (bit 6 set).
+    let values = (word & (ONES * 0x0f)) + ((word >> 6) & ONES) * 9;
+    // Lanes 0,2,4,6 hold high nibbles, 1,3,5,7 low ones.
+    let pairs = ((values & 0x00ff_00ff_00ff_00ff) << 4) | ((values >> 8) & 0x00ff_00ff_00ff_00ff);
+    let pairs = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    let pairs = (pairs | (pairs >> 16)) & 0x0000_0000_ffff_ffff;
+    let mut decoded = [0u8; 4];
+    decoded.copy_from_slice(&pairs.to_le_bytes()[..4]);
+    (decoded, ok)
 }
 
 /// Parses a decimal blob size: digits only, no sign, no leading `+`.
@@ -290,6 +340,43 @@ mod tests {
             assert_eq!(Digest::from_hex(&hex, 7).unwrap(), digest);
         }
         assert_eq!(Digest::of_bytes(b"hello").hash_hex(), HELLO);
+    }
+
+    #[test]
+    fn every_byte_but_a_lowercase_hex_digit_is_refused_anywhere() {
+        for byte in 0u8..=255 {
+            if byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte) {
+                continue;
+            }
+            for at in [0, 1, 31, 62, 63] {
+                let mut hash = HELLO.as_bytes().to_vec();
+                hash[at] = byte;
+                // A byte above 0x7f alone is not UTF-8, so not a &str; the
+                // multibyte case is in `rejects_bad_hashes_and_sizes`.
+                if let Ok(text) = std::str::from_utf8(&hash) {
+                    assert!(Digest::from_hex(text, 5).is_err(), "{byte:#x} at {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn missing_in_order_marks_an_ordered_answer_and_refuses_any_other() {
+        let d: Vec<Digest> = (0u8..4).map(|i| Digest::of_bytes(&[i])).collect();
+        assert_eq!(
+            missing_in_order(&d, &[d[1], d[3]]),
+            Some(vec![false, true, false, true])
+        );
+        assert_eq!(missing_in_order(&d, &[]), Some(vec![false; 4]));
+        assert_eq!(missing_in_order(&d, &d), Some(vec![true; 4]));
+        assert_eq!(missing_in_order(&d, &[d[3], d[1]]), None);
+        assert_eq!(missing_in_order(&d[..2], &[d[2]]), None);
+        // A repeated digest answered once marks its first asking only.
+        let repeated = [d[0], d[0]];
+        assert_eq!(
+            missing_in_order(&repeated, &[d[0]]),
+            Some(vec![true, false])
+        );
     }
 
     #[test]

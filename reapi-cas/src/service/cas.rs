@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::Stream;
 use prost::Message;
+use reapi_core::digest::missing_in_order;
 use reapi_core::proto::remote_execution as re;
 use reapi_core::proto::remote_execution::content_addressable_storage_server::ContentAddressableStorage;
 use reapi_core::proto::rpc;
@@ -69,8 +70,19 @@ impl ContentAddressableStorage for CasService {
             .store
             .find_missing(&req.instance_name, &digests)
             .await?;
+        // The request's own digest messages answer, when the store kept
+        // their order: no hex encoding or allocation per missing digest.
+        let missing_blob_digests = match missing_in_order(&digests, &missing) {
+            Some(marks) => req
+                .blob_digests
+                .into_iter()
+                .zip(marks)
+                .filter_map(|(digest, missing)| missing.then_some(digest))
+                .collect(),
+            None => missing.iter().map(Digest::to_proto).collect(),
+        };
         Ok(Response::new(re::FindMissingBlobsResponse {
-            missing_blob_digests: missing.iter().map(Digest::to_proto).collect(),
+            missing_blob_digests,
         }))
     }
 

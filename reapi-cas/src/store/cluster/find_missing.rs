@@ -11,9 +11,18 @@
 use std::collections::HashSet;
 
 use futures::future::join_all;
+use reapi_core::digest::missing_in_order;
 use reapi_core::{Digest, Result};
 
 use super::Inner;
+
+/// What one member is asked: its digests, and where each sits in the
+/// request (a digest asked twice is asked twice: no hashing to dedupe).
+#[derive(Default)]
+struct Share {
+    digests: Vec<Digest>,
+    positions: Vec<usize>,
+}
 
 pub(super) async fn find_missing(
     inner: &Inner,
@@ -29,43 +38,50 @@ pub(super) async fn find_missing(
             .copied()
             .collect());
     }
-    let mut asked: HashSet<Digest> = HashSet::with_capacity(digests.len());
-    let mut per_member: Vec<Vec<Digest>> = vec![Vec::new(); placement.len()];
+    let mut shares: Vec<Share> = (0..placement.len()).map(|_| Share::default()).collect();
     let mut top = Vec::with_capacity(k);
-    for digest in digests {
-        if digest.is_empty_blob() || !asked.insert(*digest) {
+    for (position, digest) in digests.iter().enumerate() {
+        if digest.is_empty_blob() {
             continue;
         }
         placement.top_indices(instance, digest, k, &mut top);
         for &member in &top {
-            per_member[member].push(*digest);
+            shares[member].digests.push(*digest);
+            shares[member].positions.push(position);
         }
     }
-    let queries = per_member
+    let queries = shares
         .iter()
         .enumerate()
-        .filter(|(_, list)| !list.is_empty())
-        .map(|(member, list)| {
+        .filter(|(_, share)| !share.digests.is_empty())
+        .map(|(member, share)| {
             let holder = &placement.holders()[member];
             async move {
-                let store = inner.store_of(holder)?;
-                let missing = store.find_missing(instance, list).await?;
-                Ok::<_, reapi_core::Error>((member, missing))
+                let answer = match inner.store_of(holder) {
+                    Ok(store) => store.find_missing(instance, &share.digests).await,
+                    Err(e) => Err(e),
+                };
+                (member, answer)
             }
         });
-    let mut present: HashSet<Digest> = HashSet::with_capacity(asked.len());
-    for (member, answer) in per_member
-        .iter()
-        .enumerate()
-        .filter(|(_, list)| !list.is_empty())
-        .map(|(member, _)| member)
-        .zip(join_all(queries).await)
-    {
+    let mut present = vec![false; digests.len()];
+    for (member, answer) in join_all(queries).await {
+        let share = &shares[member];
         match answer {
-            Ok((_, missing)) => {
-                let missing: HashSet<&Digest> = missing.iter().collect();
-                present.extend(per_member[member].iter().filter(|d| !missing.contains(d)));
-            }
+            Ok(missing) => match missing_in_order(&share.digests, &missing) {
+                Some(marks) => {
+                    for (&position, lacks) in share.positions.iter().zip(marks) {
+                        present[position] |= !lacks;
+                    }
+                }
+                // A member that reorders its answer is matched by lookup.
+                None => {
+                    let missing: HashSet<&Digest> = missing.iter().collect();
+                    for (position, digest) in share.positions.iter().zip(&share.digests) {
+                        present[*position] |= !missing.contains(digest);
+                    }
+                }
+            },
             Err(e) => {
                 tracing::warn!(
                     member = %placement.holders()[member].id,
@@ -77,7 +93,8 @@ pub(super) async fn find_missing(
     }
     Ok(digests
         .iter()
-        .filter(|d| !d.is_empty_blob() && !present.contains(d))
-        .copied()
+        .zip(present)
+        .filter(|(digest, present)| !digest.is_empty_blob() && !present)
+        .map(|(digest, _)| *digest)
         .collect())
 }
