@@ -28,6 +28,16 @@ pub mod bytestream_bytes {
         pub data: ::prost::bytes::Bytes,
     }
 
+    /// `google.bytestream.ReadResponse` with `data` as [`bytes::Bytes`]: a
+    /// relayed read (the cluster CAS reading a member for a client) passes
+    /// each chunk from the member's message into the client's without
+    /// copying it into a `Vec` on the way.
+    #[derive(Clone, PartialEq, ::prost::Message)]
+    pub struct ReadResponse {
+        #[prost(bytes = "bytes", tag = "10")]
+        pub data: ::prost::bytes::Bytes,
+    }
+
     /// The generated message as this one; `data` moves without a copy.
     impl From<super::bytestream::WriteRequest> for WriteRequest {
         fn from(request: super::bytestream::WriteRequest) -> Self {
@@ -59,6 +69,16 @@ pub mod bytestream_bytes {
             assert_eq!(ours.resource_name, generated.resource_name);
             assert_eq!(ours.write_offset, generated.write_offset);
             assert!(ours.finish_write);
+            assert_eq!(&ours.data[..], &generated.data[..]);
+            assert_eq!(ours.encode_to_vec(), generated.encode_to_vec());
+        }
+
+        #[test]
+        fn the_bytes_read_response_is_the_generated_one_on_the_wire() {
+            let generated = bytestream::ReadResponse {
+                data: vec![3, 0, 9],
+            };
+            let ours = super::ReadResponse::decode(generated.encode_to_vec().as_slice()).unwrap();
             assert_eq!(&ours.data[..], &generated.data[..]);
             assert_eq!(ours.encode_to_vec(), generated.encode_to_vec());
         }

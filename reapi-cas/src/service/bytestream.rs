@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reapi_core::proto::bytestream::byte_stream_server::ByteStream;
 use reapi_core::proto::bytestream::{
@@ -183,14 +184,17 @@ impl ByteStreamService {
     }
 }
 
+/// A Read's data, in chunks of at most [`MAX_READ_CHUNK`] bytes.
+pub(crate) type ReadChunks = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
 type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadResponse, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl ByteStream for ByteStreamService {
-    type ReadStream = ReadStream;
-
-    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadStream>, Status> {
-        let req = request.into_inner();
+impl ByteStreamService {
+    /// Answers a Read with the store's chunks, split to fit one message
+    /// each. [`super::ByteStreamRoutes`] sends them as
+    /// [`bytestream_bytes::ReadResponse`]; the generated server copies each
+    /// into a `Vec` (see [`ByteStream::read`]).
+    pub(crate) async fn read_chunks(&self, req: ReadRequest) -> Result<ReadChunks, Status> {
         let resource = ReadResource::parse(&req.resource_name)?;
         self.instances.check(&resource.instance_name)?;
         if resource.compressor.is_some() {
@@ -214,25 +218,32 @@ impl ByteStream for ByteStreamService {
             .store
             .read(&resource.instance_name, &resource.digest, offset, limit)
             .await?;
-        let responses = chunks.flat_map(|chunk| {
-            let items: Vec<Result<ReadResponse, Status>> = match chunk {
-                // A chunk that fits one message moves into it without a
-                // copy when the store handed over the only reference.
-                Ok(data) if data.len() <= MAX_READ_CHUNK => vec![Ok(ReadResponse {
-                    data: Vec::from(data),
-                })],
+        Ok(Box::pin(chunks.flat_map(|chunk| {
+            let pieces: Vec<Result<Bytes, Status>> = match chunk {
+                Ok(data) if data.len() <= MAX_READ_CHUNK => vec![Ok(data)],
                 Ok(data) => (0..data.len())
                     .step_by(MAX_READ_CHUNK)
-                    .map(|start| {
-                        let end = (start + MAX_READ_CHUNK).min(data.len());
-                        Ok(ReadResponse {
-                            data: data.slice(start..end).to_vec(),
-                        })
-                    })
+                    .map(|start| Ok(data.slice(start..(start + MAX_READ_CHUNK).min(data.len()))))
                     .collect(),
                 Err(e) => vec![Err(Status::from(e))],
             };
-            futures::stream::iter(items)
+            futures::stream::iter(pieces)
+        })))
+    }
+}
+
+#[tonic::async_trait]
+impl ByteStream for ByteStreamService {
+    type ReadStream = ReadStream;
+
+    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadStream>, Status> {
+        let chunks = self.read_chunks(request.into_inner()).await?;
+        // A chunk moves into its message without a copy when the store
+        // handed over the only reference.
+        let responses = chunks.map(|chunk| {
+            chunk.map(|data| ReadResponse {
+                data: Vec::from(data),
+            })
         });
         Ok(Response::new(Box::pin(responses)))
     }

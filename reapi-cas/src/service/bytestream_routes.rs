@@ -1,24 +1,30 @@
 //! The ByteStream service as served: Write is decoded into
 //! [`bytestream_bytes::WriteRequest`], whose data is a view of the received
 //! frame, so an uploaded byte is not copied into a fresh `Vec` on its way to
-//! the store. Read and QueryWriteStatus go to the generated server.
+//! the store; Read answers [`bytestream_bytes::ReadResponse`]s, so a chunk
+//! the store holds as a view of another message (a relayed read) is not
+//! copied either. QueryWriteStatus goes to the generated server.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
 use reapi_core::proto::bytestream::byte_stream_server::{ByteStreamServer, SERVICE_NAME};
-use reapi_core::proto::bytestream::WriteResponse;
+use reapi_core::proto::bytestream::{ReadRequest, WriteResponse};
 use reapi_core::proto::bytestream_bytes;
 use tonic::codec::{BufferSettings, Codec};
 use tonic::codegen::{Body, BoxFuture, Service, StdError};
-use tonic::server::{ClientStreamingService, Grpc, NamedService};
+use tonic::server::{ClientStreamingService, Grpc, NamedService, ServerStreamingService};
 use tonic::{Request, Response, Status, Streaming};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use super::ByteStreamService;
 
 const WRITE_PATH: &str = "/google.bytestream.ByteStream/Write";
+const READ_PATH: &str = "/google.bytestream.ByteStream/Read";
 
 /// Initial receive buffer of a Write stream. While a message's data is still
 /// referenced, the buffer cannot be reused in place, and a replacement is at
@@ -71,6 +77,15 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() == READ_PATH {
+            let method = ReadMethod(self.service.clone());
+            let limit = self.max_decoding_message_size;
+            return Box::pin(async move {
+                let mut grpc = Grpc::new(ReadCodec::default())
+                    .apply_max_message_size_config(Some(limit), None);
+                Ok(grpc.server_streaming(method, request).await)
+            });
+        }
         if request.uri().path() != WRITE_PATH {
             return self.generated.call(request);
         }
@@ -120,6 +135,29 @@ impl ClientStreamingService<bytestream_bytes::WriteRequest> for WriteMethod {
         Box::pin(async move {
             let (metadata, _, stream) = request.into_parts();
             service.write(&metadata, stream).await
+        })
+    }
+}
+
+/// Prost encoding of [`bytestream_bytes::ReadResponse`], decoding of the
+/// generated `ReadRequest`.
+type ReadCodec = ProstCodec<bytestream_bytes::ReadResponse, ReadRequest>;
+
+struct ReadMethod(Arc<ByteStreamService>);
+
+impl ServerStreamingService<ReadRequest> for ReadMethod {
+    type Response = bytestream_bytes::ReadResponse;
+    type ResponseStream = BoxStream<'static, Result<bytestream_bytes::ReadResponse, Status>>;
+    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<ReadRequest>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move {
+            let chunks = service.read_chunks(request.into_inner()).await?;
+            let responses = chunks
+                .map(|chunk| chunk.map(|data| bytestream_bytes::ReadResponse { data }))
+                .boxed();
+            Ok(Response::new(responses))
         })
     }
 }

@@ -17,9 +17,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use reapi_core::blob_store::{collect_stream, BlobStore, BlobWriter, ChunkStream};
-use reapi_core::proto::bytestream::byte_stream_client::ByteStreamClient;
 use reapi_core::proto::bytestream::{ReadRequest, WriteResponse};
-use reapi_core::proto::bytestream_bytes::WriteRequest;
+use reapi_core::proto::bytestream_bytes::{ReadResponse, WriteRequest};
 use reapi_core::proto::remote_execution::batch_update_blobs_request;
 use reapi_core::proto::remote_execution::content_addressable_storage_client::ContentAddressableStorageClient;
 use reapi_core::proto::remote_execution::{BatchUpdateBlobsRequest, FindMissingBlobsRequest};
@@ -45,6 +44,7 @@ const BATCH_WRITE_LIMIT: u64 = 1 << 20;
 /// Chunks queued towards one ByteStream Write before `write` waits.
 const WRITE_QUEUE: usize = 4;
 const WRITE_PATH: &str = "/google.bytestream.ByteStream/Write";
+const READ_PATH: &str = "/google.bytestream.ByteStream/Read";
 
 pub struct GrpcStore {
     target: String,
@@ -91,11 +91,6 @@ impl GrpcStore {
         ContentAddressableStorageClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_DECODING_MESSAGE_SIZE)
-    }
-
-    fn bytestream(&self) -> ByteStreamClient<Channel> {
-        ByteStreamClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
     }
 
     fn error(&self, what: &str, status: tonic::Status) -> Error {
@@ -145,9 +140,20 @@ impl BlobStore for GrpcStore {
                 .map_err(|_| Error::out_of_range(format!("offset {offset} is too large")))?,
             read_limit: limit.map_or(0, |l| i64::try_from(l).unwrap_or(i64::MAX)),
         };
-        let response = self
-            .bytestream()
-            .read(request)
+        // Decoded as bytestream_bytes::ReadResponse: each chunk is a view of
+        // the received buffer, not a copy into a Vec.
+        let mut client = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE);
+        client
+            .ready()
+            .await
+            .map_err(|e| Error::unavailable(format!("CAS {} not ready: {e}", self.target)))?;
+        let response = client
+            .server_streaming(
+                tonic::Request::new(request),
+                PathAndQuery::from_static(READ_PATH),
+                ProstCodec::<ReadRequest, ReadResponse>::default(),
+            )
             .await
             .map_err(|s| self.error(&format!("reading {digest}"), s))?;
         let target = self.target.clone();
@@ -155,7 +161,7 @@ impl BlobStore for GrpcStore {
         Ok(response
             .into_inner()
             .map(move |item| match item {
-                Ok(chunk) => Ok(Bytes::from(chunk.data)),
+                Ok(chunk) => Ok(chunk.data),
                 Err(status) => {
                     Err(Error::from(status).context(format!("reading {digest} at CAS {target}")))
                 }
