@@ -72,6 +72,14 @@ bench() {
     "$BIN/reapi-bench" "$@" --target "$target" --quiet --json "$RESULTS/$name.json" >&2
 }
 figure() { jq -r ".reports[0].$2" "$RESULTS/$1.json"; }
+# cpu_ticks PID...: user + system CPU the processes used so far, in ticks.
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+    echo "$total"
+}
+TICK=$(getconf CLK_TCK)
+WRITE_GB=$(echo "24 * 64 * 1048576 / 1000000000" | bc -l)
 
 # --- single node -------------------------------------------------------------
 log "single node"
@@ -81,7 +89,9 @@ SINGLE=grpc://$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$RUN/single.out" 
 # Writes are counted, not timed: a timed run at disk speed fills the disk.
 WRITES=(--count 24 --warmup 0s)
 TIMED=(--duration "$DURATION" --warmup 2s)
+T0=$(cpu_ticks "${PIDS[0]}")
 bench single-write "$SINGLE" cas-write --size 64MiB --concurrency 1 "${WRITES[@]}"
+SINGLE_CPU=$(echo "($(cpu_ticks "${PIDS[0]}") - $T0) / $TICK" | bc -l)
 bench single-read "$SINGLE" cas-read --size 64MiB --concurrency 1 "${TIMED[@]}"
 kill -TERM "${PIDS[0]}"
 sleep 1
@@ -97,10 +107,17 @@ for i in $(seq 0 $((WORKERS - 1))); do
     WORKER_PIDS+=("$(start "worker-$i" "$BIN/reapi-worker" --schedulers "$SCHED_ADDR" \
         --executors 0 --data-dir "$RUN/worker-$i" --disk_size 20GiB)")
 done
+# Started in a subshell, so `start` could not record them for cleanup.
+PIDS+=("${WORKER_PIDS[@]}")
 for i in $(seq 0 $((WORKERS - 1))); do wait_line "$RUN/worker-$i.out" "ready"; done
 wait_line "$RUN/scheduler.log" "cluster CAS members changed: .*,.*,.*,.*,"
 CLUSTER=grpc://$SCHED_ADDR
+SCHED_PID=${PIDS[1]}
+S0=$(cpu_ticks "$SCHED_PID")
+W0=$(cpu_ticks "${WORKER_PIDS[@]}")
 bench cluster-write "$CLUSTER" cas-write --size 64MiB --concurrency 1 "${WRITES[@]}"
+SCHED_CPU=$(echo "($(cpu_ticks "$SCHED_PID") - $S0) / $TICK" | bc -l)
+WORKERS_CPU=$(echo "($(cpu_ticks "${WORKER_PIDS[@]}") - $W0) / $TICK" | bc -l)
 bench cluster-read "$CLUSTER" cas-read --size 64MiB --concurrency 1 "${TIMED[@]}"
 bench cluster-find-missing "$CLUSTER" find-missing --digests 10000 --present-fraction 0.5 --concurrency 4 "${TIMED[@]}"
 
@@ -148,6 +165,9 @@ REPAIR_MBS=$(echo "$VICTIM_BYTES / 1000000 / $REPAIR_S" | bc -l)
     echo "| measure | single node | cluster (3 copies of 5) | ratio |"
     echo "|---|---|---|---|"
     printf '| ByteStream write 64 MiB, c=1 | %.0f MB/s | %.0f MB/s | %.2f x |\n' "$SW" "$CW" "$(echo "$CW / $SW" | bc -l)"
+    printf '| CPU seconds per GB written | server %.2f | scheduler %.2f + workers %.2f (3 copies) | %.2f x |\n' \
+        "$(echo "$SINGLE_CPU / $WRITE_GB" | bc -l)" "$(echo "$SCHED_CPU / $WRITE_GB" | bc -l)" \
+        "$(echo "$WORKERS_CPU / $WRITE_GB" | bc -l)" "$(echo "($SCHED_CPU + $WORKERS_CPU) / $SINGLE_CPU" | bc -l)"
     printf '| ByteStream read 64 MiB, c=1 | %.0f MB/s | %.0f MB/s | %.2f x |\n' "$SR" "$CR" "$(echo "$CR / $SR" | bc -l)"
     printf '| FindMissingBlobs 10k digests, c=4 | | %.0f digests/s | |\n' "$FM"
     printf '| repair after a worker loss | | %d blobs, %.0f MB in %.1f s = %.0f MB/s | %.2f x disk (dd %s MB/s) |\n' \
