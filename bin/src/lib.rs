@@ -1,9 +1,11 @@
 //! What the three binaries share: their configuration (flags and one TOML
-//! format, [`config`]) and how a process starts and stops ([`run`]). Every
+//! format, [`config`]), how a process starts and stops ([`run`]), and what
+//! it offers operators ([`ops`]). Every
 //! piece of composition a library user would also need lives in the
 //! crates; the binaries only parse configuration and call them.
 
 pub mod config;
+pub mod ops;
 pub mod run;
 
 /// The three binaries allocate with mimalloc. FindMissingBlobs and the

@@ -30,5 +30,6 @@ pub mod cluster_cas;
 pub mod cluster_log;
 pub mod cluster_workspace;
 pub mod exec_log;
+pub mod metrics;
 pub mod outputs;
 pub mod summary;

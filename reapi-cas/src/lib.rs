@@ -11,5 +11,6 @@ pub mod cluster_storage;
 pub mod config;
 pub mod instance_dir;
 mod lru;
+pub mod metrics;
 pub mod service;
 pub mod store;

@@ -76,7 +76,9 @@ impl ExecutionService {
         let instance = req.instance_name.as_str();
         let action_digest = Digest::from_proto_field(req.action_digest.as_ref(), "action_digest")?;
         if !req.skip_cache_lookup {
-            if let Some(result) = self.action_cache.get(instance, &action_digest).await? {
+            let cached = self.action_cache.get(instance, &action_digest).await?;
+            reapi_cas::metrics::action_cache_lookup(cached.is_some());
+            if let Some(result) = cached {
                 let response = ExecuteResponse {
                     result: Some(result),
                     cached_result: true,

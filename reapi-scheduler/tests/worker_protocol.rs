@@ -1588,3 +1588,77 @@ async fn a_worker_link_whose_handle_is_dropped_does_not_spin() {
     assert_eq!(server.scheduler.executor_summary().workers, 1);
     probe.shutdown_background();
 }
+
+/// The figures an autoscaler reads: a pool's executors, and how many run
+/// a lease, rendered by the scheduler's metrics collector; the queue and
+/// execution time histograms count the action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_metrics_follow_a_lease() {
+    use prometheus_client::registry::Registry;
+    use reapi_scheduler::metrics::SchedulerCollector;
+
+    let server = server().await;
+    let mut worker = FakeWorker::connect(&server, "metered", 2).await;
+    let mut registry = Registry::with_prefix("reapi");
+    registry.register_collector(Box::new(SchedulerCollector::new(&server.scheduler)));
+    let render = |registry: &Registry| {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    };
+    let pools = server.scheduler.pool_summaries();
+    assert_eq!(pools.len(), 1, "{pools:?}");
+    assert_eq!(
+        (
+            pools[0].executors,
+            pools[0].used_executors,
+            pools[0].workers
+        ),
+        (2, 0, 1)
+    );
+    let line = |name: &str| format!("reapi_{name}{{pool=\"{}\"}}", pools[0].pool);
+    let text = render(&registry);
+    assert!(
+        text.contains(&format!("{} 2\n", line("executors"))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} 0\n", line("used_executors"))),
+        "{text}"
+    );
+    assert!(text.contains("reapi_linked_workers 1\n"), "{text}");
+
+    let executions_before = reapi_core::metrics::render();
+    let mut client = Client::execute(&server, &sh("echo metered")).await;
+    let offer = worker.expect_offer().await;
+    worker.accept(&offer);
+    client.wait_stage(Stage::Executing).await;
+    assert_eq!(server.scheduler.pool_summaries()[0].used_executors, 1);
+    let text = render(&registry);
+    assert!(
+        text.contains(&format!("{} 1\n", line("used_executors"))),
+        "{text}"
+    );
+    assert!(text.contains("reapi_leases 1\n"), "{text}");
+
+    let result = uploaded_result(&server, 0, "metered\n").await;
+    worker.finish(offer.lease_id, result);
+    client.finished().await;
+    assert_eq!(server.scheduler.pool_summaries()[0].used_executors, 0);
+    let text = render(&registry);
+    assert!(
+        text.contains(&format!("{} 0\n", line("used_executors"))),
+        "{text}"
+    );
+    assert!(text.contains("reapi_queued_actions 0\n"), "{text}");
+    // The process-wide histograms are shared with the tests running beside
+    // this one: the queue time count of this pool grew.
+    let count = |text: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(&line("queue_seconds_count")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count(&reapi_core::metrics::render()) > count(&executions_before));
+}

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use reapi_bin::config::scheduler::{SchedulerFlags, SchedulerProcessConfig};
+use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
 use reapi_cas::cluster_storage::MetadataReplication;
 use reapi_cas::service::listener;
 use reapi_core::cluster::placement::placement_channel;
+use reapi_scheduler::metrics::SchedulerCollector;
 use reapi_scheduler::{new_scheduler_id, ExecutionServices, Peers, Scheduler};
 use tonic::service::RoutesBuilder;
 
@@ -97,9 +99,12 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
         )
     };
     let scheduler = Scheduler::start_with_id(id, action_cache.clone(), config.scheduler.clone());
+    reapi_core::metrics::register_collector(SchedulerCollector::new(&scheduler));
     scheduler.publish_placement(placement);
 
+    let ops = Ops::start(config.metrics_listen, None).await?;
     let mut routes = RoutesBuilder::default();
+    ops.add_grpc_health(&mut routes).await;
     let execution = ExecutionServices {
         scheduler: scheduler.clone(),
         peers: peers.clone(),
@@ -118,13 +123,17 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
         "reapi-scheduler listening on {addr}, data in {}",
         data_dir.display()
     );
+    ops.announce("reapi-scheduler");
     tracing::info!(%addr, id = %scheduler.id(), data_dir = %data_dir.display(), "scheduler serving");
     // On SIGTERM: home no new actions, finish the ones homed here (their
     // clients are still connected), then stop.
+    ops.readiness.set_ready();
     let drained = {
         let scheduler = scheduler.clone();
+        let readiness = ops.readiness.clone();
         async move {
             shutdown_signal().await;
+            readiness.set_not_ready("draining");
             if let Some(peers) = &peers {
                 peers.set_draining();
             }

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use reapi_bin::config::server::{ServerConfig, ServerFlags};
+use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
+use reapi_cas::metrics::DiskStoreCollector;
 use reapi_cas::service::listener;
 use reapi_executor::worker::worker_id;
 use reapi_executor::{LocalExecutorPool, Worker, WorkerConfig};
+use reapi_scheduler::metrics::SchedulerCollector;
 use reapi_scheduler::{ExecutionServices, InProcessConnector, Scheduler};
 use tonic::service::RoutesBuilder;
 
@@ -34,12 +37,16 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let ops = Ops::start(config.metrics_listen, None).await?;
 
+    reapi_core::metrics::register_collector(DiskStoreCollector::new(&storage.disk, "cas"));
     let mut routes = RoutesBuilder::default();
+    ops.add_grpc_health(&mut routes).await;
     let mut storage_services = storage.services();
     let mut worker = None;
     if config.executors != Some(0) {
         let scheduler = Scheduler::start(storage.action_cache.clone(), config.scheduler.clone());
+        reapi_core::metrics::register_collector(SchedulerCollector::new(&scheduler));
         let id = worker_id::load_or_create(&data_dir).map_err(|e| e.to_string())?;
         let pool = LocalExecutorPool::for_host(
             storage.store.clone(),
@@ -72,13 +79,20 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         "reapi-server listening on {addr}, data in {}",
         data_dir.display()
     );
+    ops.announce("reapi-server");
     tracing::info!(
         %addr,
         data_dir = %data_dir.display(),
         disk_size = config.storage.disk_size,
         "serving"
     );
-    listener::serve(listener, routes.routes(), shutdown_signal())
+    ops.readiness.set_ready();
+    let readiness = ops.readiness.clone();
+    let stopping = async move {
+        shutdown_signal().await;
+        readiness.set_not_ready("shutting down");
+    };
+    listener::serve(listener, routes.routes(), stopping)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(worker) = worker {

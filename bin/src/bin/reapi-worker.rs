@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use reapi_bin::config::worker::{WorkerCas, WorkerFlags, WorkerProcessConfig};
+use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
 use reapi_cas::config::WorkerStorage;
+use reapi_cas::metrics::DiskStoreCollector;
 use reapi_cas::service::listener;
 use reapi_cas::service::storage::add_blob_services;
 use reapi_cas::store::cluster::repair::{RepairConfig, Repairer};
@@ -46,6 +48,7 @@ async fn work(config: WorkerProcessConfig) -> Result<(), String> {
     let mut worker_config = WorkerConfig::new(id.clone());
     let mut blob_server = None;
     let mut repairer = None;
+    let ops = Ops::start(config.metrics_listen, None).await?;
     let storage: WorkerStorage = match &config.cas {
         WorkerCas::Through(address) => {
             let cas = GrpcStore::new(address).map_err(|e| e.to_string())?;
@@ -94,6 +97,7 @@ async fn work(config: WorkerProcessConfig) -> Result<(), String> {
                     None => bound.to_string(),
                 };
                 let mut routes = RoutesBuilder::default();
+                ops.add_grpc_health(&mut routes).await;
                 add_blob_services(&mut routes, disk.clone(), config.storage.instance_policy());
                 let (stop, stopped) = oneshot::channel::<()>();
                 let task = tokio::spawn(async move {
@@ -116,6 +120,12 @@ async fn work(config: WorkerProcessConfig) -> Result<(), String> {
             storage
         }
     };
+    let role = if worker_config.replica_space > 0 {
+        "replicas"
+    } else {
+        "cache"
+    };
+    reapi_core::metrics::register_collector(DiskStoreCollector::new(&storage.disk, role));
     let mut pools: Vec<Arc<dyn ExecutorPool>> = Vec::new();
     if config.executors != Some(0) {
         let pool = LocalExecutorPool::for_host(
@@ -135,7 +145,7 @@ async fn work(config: WorkerProcessConfig) -> Result<(), String> {
     tracing::info!(worker = %id, cas = %storage.upstream, "worker started");
 
     let repair_task = repairer.clone().map(Repairer::spawn);
-    let outcome = run_until_signal(&worker, &id, &data_dir, config.drain_grace).await;
+    let outcome = run_until_signal(&worker, &id, &data_dir, config.drain_grace, &ops).await;
     if let Some(task) = repair_task {
         task.abort();
     }
@@ -182,6 +192,7 @@ async fn run_until_signal(
     id: &str,
     data_dir: &std::path::Path,
     grace: Duration,
+    ops: &Ops,
 ) -> RunOutcome {
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -197,8 +208,11 @@ async fn run_until_signal(
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
+    ops.readiness.set_ready();
     println!("reapi-worker {id} ready, data in {}", data_dir.display());
+    ops.announce("reapi-worker");
     signal.await;
+    ops.readiness.set_not_ready("draining");
     let outcome = worker.drain(grace).await;
     let result = if outcome.abandoned > 0 {
         Err(format!(

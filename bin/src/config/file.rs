@@ -39,6 +39,8 @@ pub struct FileConfig {
     pub replica_space: Option<SizeValue>,
     /// A scheduler keeps the CAS on its own disk instead of the workers'.
     pub local_cas: Option<bool>,
+    /// The operators' HTTP port (metrics, health), e.g. "127.0.0.1:9090".
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[storage.s3]` / `[storage.gcs]`: an external store to write through to.

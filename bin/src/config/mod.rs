@@ -5,10 +5,12 @@
 //! - [`file`]: the TOML format;
 //! - [`storage`]: the storage flags every binary has;
 //! - [`scheduling`]: the flags of the binaries that run a scheduler;
+//! - [`ops`]: the operators' HTTP port, every binary;
 //! - [`server`], [`scheduler`], [`worker`]: each binary's flags and
 //!   resolved configuration.
 
 pub mod file;
+pub mod ops;
 pub mod scheduler;
 pub mod scheduling;
 pub mod server;

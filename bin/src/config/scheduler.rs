@@ -11,6 +11,7 @@ use reapi_core::cluster::discovery::MemberList;
 use reapi_scheduler::SchedulerConfig;
 
 use super::file::FileConfig;
+use super::ops::OpsFlags;
 use super::scheduling::SchedulingFlags;
 use super::server::resolve_listen;
 use super::storage::StorageFlags;
@@ -28,6 +29,8 @@ pub struct SchedulerFlags {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub ops: OpsFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// Every scheduler of the cluster, this one included: `host:port`
@@ -55,6 +58,8 @@ pub struct SchedulerFlags {
 
 #[derive(Debug)]
 pub struct SchedulerProcessConfig {
+    /// The operators' HTTP port; `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     pub listen: SocketAddr,
     pub storage: StorageConfig,
     pub schedulers: Option<MemberList>,
@@ -72,6 +77,7 @@ impl SchedulerProcessConfig {
         let schedulers = file.schedulers(&flags.schedulers)?;
         let scheduler = flags.scheduling.resolve(&file)?;
         Ok(SchedulerProcessConfig {
+            metrics_listen: flags.ops.resolve(&file),
             listen: resolve_listen(flags.listen, file.listen)?,
             storage,
             schedulers,

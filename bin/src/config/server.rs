@@ -8,6 +8,7 @@ use clap::Parser;
 use reapi_cas::config::StorageConfig;
 
 use super::file::FileConfig;
+use super::ops::OpsFlags;
 use super::scheduling::SchedulingFlags;
 use super::storage::StorageFlags;
 use super::DEFAULT_LISTEN;
@@ -27,6 +28,8 @@ pub struct ServerFlags {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(flatten)]
+    pub ops: OpsFlags,
+    #[command(flatten)]
     pub storage: StorageFlags,
     /// Local executors (default: one per CPU; 0 serves only the cache).
     #[arg(long, value_name = "N")]
@@ -42,6 +45,8 @@ pub struct ServerFlags {
 
 #[derive(Debug)]
 pub struct ServerConfig {
+    /// The operators' HTTP port; `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     pub listen: SocketAddr,
     pub storage: StorageConfig,
     /// `None`: one executor per CPU.
@@ -56,6 +61,7 @@ impl ServerConfig {
         let storage = flags.storage.resolve(&mut file)?;
         let scheduler = flags.scheduling.resolve(&file)?;
         Ok(ServerConfig {
+            metrics_listen: flags.ops.resolve(&file),
             scheduler,
             listen: resolve_listen(flags.listen, file.listen)?,
             storage,
@@ -110,6 +116,37 @@ mod tests {
         let config = ServerConfig::load(flags).unwrap();
         assert_eq!(config.executors, Some(3));
         assert_eq!(config.platform, ["OSFamily=linux", "pool=big"]);
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_set_by_flag_or_file() {
+        let config = ServerConfig::load(ServerFlags::default()).unwrap();
+        assert_eq!(config.metrics_listen, None);
+        let flags = ServerFlags::parse_from(["reapi-server", "--metrics_listen", "127.0.0.1:0"]);
+        let config = ServerConfig::load(flags).unwrap();
+        assert_eq!(config.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "metrics_listen = \"127.0.0.1:9090\"\n").unwrap();
+        let flags = ServerFlags::parse_from(["reapi-server", "--config", path.to_str().unwrap()]);
+        let config = ServerConfig::load(flags).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        let flags = ServerFlags::parse_from([
+            "reapi-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--metrics_listen",
+            "127.0.0.1:9191",
+        ]);
+        let config = ServerConfig::load(flags).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9191".parse().unwrap())
+        );
     }
 
     #[test]

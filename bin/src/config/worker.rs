@@ -10,6 +10,7 @@ use reapi_cas::config::StorageConfig;
 use reapi_core::cluster::discovery::MemberList;
 
 use super::file::FileConfig;
+use super::ops::OpsFlags;
 use super::scheduler::check_replica_count;
 use super::storage::StorageFlags;
 use super::{parse_duration_flag, parse_size_flag};
@@ -30,6 +31,8 @@ pub struct WorkerFlags {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub ops: OpsFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// The cluster's schedulers: `host:port` entries (comma-separated or
@@ -84,6 +87,8 @@ pub enum WorkerCas {
 
 #[derive(Debug)]
 pub struct WorkerProcessConfig {
+    /// The operators' HTTP port; `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     pub storage: StorageConfig,
     pub schedulers: MemberList,
     pub cas: WorkerCas,
@@ -117,6 +122,7 @@ impl WorkerProcessConfig {
             },
         };
         Ok(WorkerProcessConfig {
+            metrics_listen: flags.ops.resolve(&file),
             storage,
             schedulers,
             cas,

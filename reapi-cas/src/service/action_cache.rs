@@ -41,11 +41,10 @@ impl ActionCacheRpc for ActionCacheService {
         self.instances.check(&req.instance_name)?;
         DigestFunction::from_proto(req.digest_function)?;
         let digest = Digest::from_proto_field(req.action_digest.as_ref(), "action_digest")?;
-        let mut result = self
-            .cache
-            .get(&req.instance_name, &digest)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no action result for {digest}")))?;
+        let found = self.cache.get(&req.instance_name, &digest).await?;
+        crate::metrics::action_cache_lookup(found.is_some());
+        let mut result =
+            found.ok_or_else(|| Error::not_found(format!("no action result for {digest}")))?;
         let inline = InlineRequest {
             stdout: req.inline_stdout,
             stderr: req.inline_stderr,

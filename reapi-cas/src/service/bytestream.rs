@@ -158,6 +158,7 @@ impl ByteStreamService {
                     message.resource_name
                 )));
             }
+            crate::metrics::cas_received(message.data.len());
             writer.write(message.data).await?;
             progress.set_received(writer.committed_size());
             if message.finish_write {
@@ -218,6 +219,11 @@ impl ByteStreamService {
             .store
             .read(&resource.instance_name, &resource.digest, offset, limit)
             .await?;
+        let chunks = chunks.inspect(|chunk| {
+            if let Ok(data) = chunk {
+                crate::metrics::cas_sent(data.len());
+            }
+        });
         Ok(Box::pin(chunks.flat_map(|chunk| {
             let pieces: Vec<Result<Bytes, Status>> = match chunk {
                 Ok(data) if data.len() <= MAX_READ_CHUNK => vec![Ok(data)],

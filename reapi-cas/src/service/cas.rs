@@ -111,6 +111,7 @@ impl ContentAddressableStorage for CasService {
                         blob.compressor
                     )));
                 }
+                crate::metrics::cas_received(blob.data.len());
                 self.store
                     .put(instance, &digest, Bytes::from(blob.data))
                     .await
@@ -144,7 +145,10 @@ impl ContentAddressableStorage for CasService {
         let instance = req.instance_name.as_str();
         let reads = digests.iter().map(|digest| async move {
             let (data, status) = match self.store.get(instance, digest).await {
-                Ok(data) => (data.to_vec(), rpc::Status::default()),
+                Ok(data) => {
+                    crate::metrics::cas_sent(data.len());
+                    (data.to_vec(), rpc::Status::default())
+                }
                 Err(e) => (Vec::new(), status_of(Err(e))),
             };
             re::batch_read_blobs_response::Response {

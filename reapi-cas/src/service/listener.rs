@@ -2,7 +2,8 @@
 //! example and test harness should: TCP_NODELAY on every accepted socket
 //! (without it small responses wait for delayed ACKs, ~40 ms each, and
 //! tonic's `Server::tcp_nodelay` does not reach a listener bound by the
-//! caller), and a clean stop when `shutdown` resolves.
+//! caller), per-RPC metrics on every call, and a clean stop when `shutdown`
+//! resolves.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .initial_stream_window_size(super::HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(super::HTTP2_CONNECTION_WINDOW)
+        .layer(super::rpc_metrics::RpcMetricsLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -9,7 +9,9 @@ pub mod capabilities;
 pub mod cas;
 pub mod inline;
 pub mod listener;
+pub mod ops_http;
 mod pending_uploads;
+pub mod rpc_metrics;
 pub mod storage;
 
 pub use action_cache::ActionCacheService;

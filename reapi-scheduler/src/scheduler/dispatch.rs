@@ -108,6 +108,7 @@ impl Scheduler {
         let lease_id = state.next_lease_id();
         let op = state.active.get(&head.op).expect("the head is live");
         let op_digest = op.action.action_digest;
+        let queued_at = op.queued_at;
         let offer = LeaseOffer {
             lease_id,
             pool,
@@ -131,6 +132,14 @@ impl Scheduler {
             },
         );
         state.workers.set_free(conn, pool, free - 1);
+        if let Some(worker) = state.workers.by_conn.get(&conn) {
+            if let Some(offered) = worker.pools.get(pool as usize) {
+                let waited = std::time::SystemTime::now()
+                    .duration_since(queued_at)
+                    .unwrap_or_default();
+                crate::metrics::observe_queue_time(offered.properties.to_string(), waited);
+            }
+        }
         if let Some(worker) = state.workers.by_conn.get_mut(&conn) {
             tracing::debug!(worker = %worker.id, lease = lease_id, action = %op_digest, "lease offered");
             worker.leases.insert(lease_id);

@@ -87,6 +87,16 @@ impl Scheduler {
             self.wake.notify_one();
             return;
         }
+        if let (Some(action_result), Some(pool)) = (
+            &result.result,
+            state
+                .workers
+                .by_conn
+                .get(&conn)
+                .and_then(|w| w.pools.get(lease.pool as usize)),
+        ) {
+            crate::metrics::observe_execution(pool.properties.to_string(), action_result);
+        }
         let outcome = match (result.error, result.result) {
             (Some(status), _) => Err(Error::from_rpc_status(&status)),
             (None, Some(action_result)) => Ok(ExecutionOutcome {

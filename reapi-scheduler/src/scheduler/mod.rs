@@ -48,6 +48,19 @@ pub struct Submission {
     pub build: String,
 }
 
+/// One pool of executors, for metrics and the status page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PoolSummary {
+    /// The pool's properties, as `name=value` pairs and resources.
+    pub pool: String,
+    /// Workers offering the pool, and how many of them drain.
+    pub workers: usize,
+    pub draining_workers: usize,
+    pub executors: u64,
+    /// Executors running a lease of this scheduler.
+    pub used_executors: u64,
+}
+
 /// Workers and executors as this scheduler sees them, for status and
 /// tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -274,6 +287,27 @@ impl Scheduler {
     /// follows the other end.
     pub fn publish_placement(&self, sender: reapi_core::cluster::placement::PlacementSender) {
         self.state.lock().workers.publish_placement(sender);
+    }
+
+    /// Each pool (executors with equal properties, across workers) as this
+    /// scheduler sees it, sorted by its properties.
+    pub fn pool_summaries(&self) -> Vec<PoolSummary> {
+        let state = self.state.lock();
+        let mut pools: std::collections::BTreeMap<String, PoolSummary> = Default::default();
+        for worker in state.workers.by_conn.values() {
+            for pool in &worker.pools {
+                let name = pool.properties.to_string();
+                let summary = pools.entry(name.clone()).or_insert_with(|| PoolSummary {
+                    pool: name,
+                    ..Default::default()
+                });
+                summary.workers += 1;
+                summary.draining_workers += usize::from(worker.draining);
+                summary.executors += u64::from(pool.capacity);
+                summary.used_executors += u64::from(pool.capacity.saturating_sub(pool.free));
+            }
+        }
+        pools.into_values().collect()
     }
 
     pub fn executor_summary(&self) -> ExecutorSummary {
