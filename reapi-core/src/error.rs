@@ -127,9 +127,73 @@ impl fmt::Debug for Error {
     }
 }
 
+/// Numbers the server-side failures a process reports, so a client's
+/// message and the log line can be matched.
+static NEXT_ERROR_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Error {
+    /// Whether the code blames the server (or what it depends on) rather
+    /// than the request.
+    fn is_server_fault(&self) -> bool {
+        matches!(
+            self.code,
+            Code::Internal | Code::Unavailable | Code::DataLoss | Code::Unknown
+        )
+    }
+
+    /// The message a client gets: the error with its context, file paths
+    /// of this server replaced by `<path>`. A server-side failure is logged
+    /// here, once, whole, under an id the message repeats.
+    fn client_message(&self) -> String {
+        let full = self.to_string();
+        let message = scrub_paths(&full);
+        if !self.is_server_fault() {
+            return message;
+        }
+        let id = format!(
+            "{:x}-{}",
+            std::process::id(),
+            NEXT_ERROR_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        if self.code == Code::Unavailable {
+            tracing::warn!(error_id = %id, code = ?self.code, error = %full, "request failed");
+        } else {
+            tracing::error!(error_id = %id, code = ?self.code, error = %full, "request failed");
+        }
+        format!("{message} (error id {id}; details in the server's log)")
+    }
+}
+
+/// Replaces every absolute file path (a word starting with `/` with at
+/// least one more `/` in it) by `<path>`: clients need not know the
+/// server's layout.
+fn scrub_paths(text: &str) -> String {
+    let is_path_char = |c: char| c.is_alphanumeric() || "/._-+@~%".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('/') {
+        let (before, from) = rest.split_at(at);
+        let starts_word = before
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || "(\"'=:,[".contains(c));
+        let len = from.find(|c: char| !is_path_char(c)).unwrap_or(from.len());
+        let word = &from[..len];
+        out.push_str(before);
+        if starts_word && word[1..].contains('/') {
+            out.push_str("<path>");
+        } else {
+            out.push_str(word);
+        }
+        rest = &from[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl From<Error> for tonic::Status {
     fn from(err: Error) -> Self {
-        let message = err.to_string();
+        let message = err.client_message();
         match err.details {
             Some(details) => tonic::Status::with_details(err.code, message, details),
             None => tonic::Status::new(err.code, message),
@@ -189,6 +253,50 @@ mod tests {
         let status = tonic::Status::from(err);
         assert_eq!(status.code(), Code::NotFound);
         assert!(status.message().starts_with("action def/2"));
+    }
+
+    #[test]
+    fn client_messages_hide_server_paths_and_number_server_faults() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err = Error::io("opening /srv/reapi/cas/ab/abcd-5", io).context("reading blob abcd/5");
+        let status = tonic::Status::from(err);
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(
+            status.message(),
+            "reading blob abcd/5: opening <path>: No such file or directory"
+        );
+
+        let err = Error::internal("rename failed")
+            .context("moving /tmp/x/upload-1 to /srv/cas/ab/cd")
+            .context("storing blob cd/3");
+        let status = tonic::Status::from(err.clone());
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            status.message().starts_with(
+                "storing blob cd/3: moving <path> to <path>: rename failed (error id "
+            ),
+            "{}",
+            status.message()
+        );
+        assert!(!err.to_rpc_status().message.contains("/srv"));
+        // Two reports of one failure have different ids.
+        assert_ne!(tonic::Status::from(err.clone()).message(), status.message());
+    }
+
+    #[test]
+    fn scrubbing_keeps_what_is_not_a_path() {
+        for text in [
+            "instance ci/linux: blob abc/12 is missing",
+            "resource main/uploads/u/blobs/ab/3 is malformed",
+            "ratio 1/2",
+            "a/b and /single",
+        ] {
+            assert_eq!(scrub_paths(text), text);
+        }
+        assert_eq!(
+            scrub_paths("at (/a/b) and '/c/d'"),
+            "at (<path>) and '<path>'"
+        );
     }
 
     #[test]
@@ -281,7 +389,7 @@ impl Error {
         }
         crate::proto::rpc::Status {
             code: self.code as i32,
-            message: self.to_string(),
+            message: self.client_message(),
             details: vec![],
         }
     }
