@@ -1,100 +1,65 @@
 //! The operators' HTTP port of the cluster's processes (`--metrics_listen`):
-//! a cluster whose processes serve it, a plain HTTP GET of `/metrics`,
-//! `/healthz` and `/readyz`, and the parsing of the Prometheus text those
-//! metrics come in.
+//! where a process serves it, a plain HTTP GET of `/metrics`, `/healthz`
+//! and `/readyz`, and the parsing of the Prometheus text those metrics come
+//! in.
 //!
-//! With `--metrics_listen` a binary prints two lines on stdout, the metrics
-//! address and the announcement the cluster harness waits for:
+//! With `--metrics_listen` a binary prints, after the announcement the
+//! cluster harness waits for, where that port is:
 //!
 //! ```text
-//! reapi-scheduler metrics on http://127.0.0.1:PORT
 //! reapi-scheduler listening on 127.0.0.1:PORT, data in DIR
+//! reapi-scheduler metrics on http://127.0.0.1:PORT
 //! ```
 //!
-//! The metrics line comes first, and
-//! [`reapi_test_support::launch::cluster::Cluster`] requires the first line
-//! to be the announcement, so [`MeteredCluster`] starts the processes
-//! itself, with the same arguments, environment and layout (`scheduler-0/`,
-//! `worker-N/`, each with `data/` and `stderr.log`), accepting the two lines
-//! in either order.
+//! so the processes are started by
+//! [`reapi_test_support::launch::cluster::Cluster`] with `--metrics_listen
+//! 127.0.0.1:0` among their arguments, and [`MetricsPort::of`] reads the
+//! second line.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reapi_test_support::launch::announce;
-use reapi_test_support::launch::binaries;
-use reapi_test_support::launch::cluster::{RUST_LOG, SCHEDULER, START_TIMEOUT, WORKER};
+use reapi_test_support::launch::cluster::START_TIMEOUT;
 use reapi_test_support::process::Process;
-use tempfile::TempDir;
 
 /// How long one HTTP request may take.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Lines of each process's log printed when a test fails.
-const LOG_TAIL_LINES: usize = 200;
-
-/// One process started with `--metrics_listen 127.0.0.1:0`; derefs to its
-/// [`Process`].
-pub struct MeteredProcess {
-    process: Process,
-    /// The scheduler's gRPC address, or the worker's id.
-    announced: String,
-    metrics: SocketAddr,
+/// The operators' port of one process.
+#[derive(Clone, Debug)]
+pub struct MetricsPort {
+    /// The process's name, for messages.
+    name: String,
+    addr: SocketAddr,
 }
 
-impl MeteredProcess {
-    /// Starts `binary` with `--data-dir DIR/data --metrics_listen
-    /// 127.0.0.1:0` and `args`, its stderr in `DIR/stderr.log`, and waits
-    /// for both its stdout lines (in either order). `announced` reads the
-    /// announcement line (`None` for any other line).
-    fn start(
-        binary: &'static str,
-        label: &str,
-        dir: &Path,
-        args: &[String],
-        announced: impl Fn(&str) -> Option<String>,
-    ) -> MeteredProcess {
-        std::fs::create_dir_all(dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let mut command = Command::new(binaries::binary(binary));
-        command
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--metrics_listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", RUST_LOG)
-            .env("NO_COLOR", "1");
-        let log = dir.join("stderr.log");
-        // Both lines start with the binary's name.
-        let (mut process, first) =
-            Process::start_announced(label, command, &log, &format!("{binary} "), START_TIMEOUT);
+impl MetricsPort {
+    /// Waits, at most [`START_TIMEOUT`], for `BINARY metrics on
+    /// http://ADDR` among the lines `process` printed on stdout after its
+    /// announcement. Panics, with its log, if it exits or prints no such
+    /// line in time.
+    pub fn of(process: &mut Process, binary: &str) -> MetricsPort {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let stdout = format!("{first}\n{}", process.stdout_rest());
-            let metrics = stdout
+            let stdout = process.stdout_rest();
+            if let Some(addr) = stdout
                 .lines()
-                .find_map(|line| parse_metrics_line(binary, line));
-            let announcement = stdout.lines().find_map(&announced);
-            if let (Some(metrics), Some(announced)) = (metrics, announcement) {
-                eprintln!(
-                    "{label}: {announced}, metrics on http://{metrics} (log: {})",
-                    log.display()
-                );
-                return MeteredProcess {
-                    process,
-                    announced,
-                    metrics,
+                .find_map(|line| parse_metrics_line(binary, line))
+            {
+                eprintln!("{}: metrics on http://{addr}", process.name());
+                return MetricsPort {
+                    name: process.name().to_string(),
+                    addr,
                 };
             }
             if !process.is_running() || Instant::now() > deadline {
                 let report = process.report(None);
                 panic!(
-                    "{label} did not print both `{binary} metrics on http://ADDR` and its \
-                     announcement within {START_TIMEOUT:?}; stdout so far:\n{stdout}\n{report}"
+                    "{} did not print `{binary} metrics on http://ADDR` after its announcement \
+                     within {START_TIMEOUT:?}\n{report}",
+                    process.name()
                 );
             }
             thread::sleep(Duration::from_millis(20));
@@ -102,45 +67,26 @@ impl MeteredProcess {
     }
 
     /// Where it serves `/metrics`, `/healthz` and `/readyz`.
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
-    /// `GET path` on its operators' port.
+    /// `GET path` on it.
     pub fn get(&self, path: &str) -> io::Result<HttpResponse> {
-        http_get(self.metrics, path)
+        http_get(self.addr, path)
     }
 
-    /// Its metrics, parsed; panics if they cannot be fetched.
+    /// The process's metrics, parsed; panics if they cannot be fetched.
     pub fn scrape(&self) -> Metrics {
         let response = self
             .get("/metrics")
-            .unwrap_or_else(|e| panic!("GET /metrics of {} failed: {e}", self.name()));
+            .unwrap_or_else(|e| panic!("GET /metrics of {} failed: {e}", self.name));
         assert_eq!(
-            response.status,
-            200,
+            response.status, 200,
             "GET /metrics of {}: {response:?}",
-            self.name()
+            self.name
         );
         Metrics::parse(&response.body)
-    }
-
-    /// The status of `GET /readyz`, or the error.
-    pub fn readyz(&self) -> io::Result<HttpResponse> {
-        self.get("/readyz")
-    }
-}
-
-impl std::ops::Deref for MeteredProcess {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        &self.process
-    }
-}
-
-impl std::ops::DerefMut for MeteredProcess {
-    fn deref_mut(&mut self) -> &mut Process {
-        &mut self.process
     }
 }
 
@@ -150,99 +96,6 @@ pub fn parse_metrics_line(binary: &str, line: &str) -> Option<SocketAddr> {
         .strip_prefix(&format!("{binary} metrics on http://"))?
         .parse()
         .ok()
-}
-
-/// One `reapi-scheduler` and some `reapi-worker`s, every one serving its
-/// operators' port; killed (workers first) when dropped, their logs printed
-/// if the test fails.
-pub struct MeteredCluster {
-    workers: Vec<MeteredProcess>,
-    scheduler: MeteredProcess,
-    grpc: SocketAddr,
-    dir: TempDir,
-}
-
-impl MeteredCluster {
-    /// Starts the scheduler, then `workers` workers of `executors` executors
-    /// each, and returns once every worker is linked.
-    pub fn start(workers: usize, executors: usize) -> MeteredCluster {
-        let dir = tempfile::Builder::new()
-            .prefix("reapi-e2e-metrics-")
-            .tempdir()
-            .expect("cannot create a temporary directory for the cluster");
-        let scheduler = MeteredProcess::start(
-            SCHEDULER,
-            &format!("{SCHEDULER} 0"),
-            &dir.path().join("scheduler-0"),
-            &["--listen".to_string(), "127.0.0.1:0".to_string()],
-            |line| announce::parse_listening(SCHEDULER, line).map(|addr| addr.to_string()),
-        );
-        let grpc: SocketAddr = scheduler.announced.parse().expect("a socket address");
-        let mut cluster = MeteredCluster {
-            workers: Vec::new(),
-            scheduler,
-            grpc,
-            dir,
-        };
-        let args = [
-            "--schedulers".to_string(),
-            grpc.to_string(),
-            "--executors".to_string(),
-            executors.to_string(),
-        ];
-        for i in 0..workers {
-            let worker = MeteredProcess::start(
-                WORKER,
-                &format!("{WORKER} {i}"),
-                &cluster.dir.path().join(format!("worker-{i}")),
-                &args,
-                announce::parse_worker_ready,
-            );
-            cluster.workers.push(worker);
-        }
-        cluster
-    }
-
-    pub fn scheduler(&self) -> &MeteredProcess {
-        &self.scheduler
-    }
-
-    /// E.g. `grpc://127.0.0.1:PORT`.
-    pub fn grpc_url(&self) -> String {
-        format!("grpc://{}", self.grpc)
-    }
-
-    pub fn worker(&self, i: usize) -> &MeteredProcess {
-        &self.workers[i]
-    }
-
-    pub fn worker_mut(&mut self, i: usize) -> &mut MeteredProcess {
-        &mut self.workers[i]
-    }
-
-    pub fn workers(&self) -> &[MeteredProcess] {
-        &self.workers
-    }
-
-    /// The id worker `i` announced.
-    pub fn worker_id(&self, i: usize) -> &str {
-        &self.workers[i].announced
-    }
-}
-
-impl Drop for MeteredCluster {
-    fn drop(&mut self) {
-        for worker in &mut self.workers {
-            worker.kill();
-        }
-        self.scheduler.kill();
-        if thread::panicking() {
-            eprintln!("{}", self.scheduler.report(Some(LOG_TAIL_LINES)));
-            for worker in &mut self.workers {
-                eprintln!("{}", worker.report(Some(LOG_TAIL_LINES)));
-            }
-        }
-    }
 }
 
 /// What an HTTP GET answered.

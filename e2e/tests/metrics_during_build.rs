@@ -22,9 +22,9 @@
 //! - after `bazel clean`, a rebuild is all remote cache hits and
 //!   `reapi_action_cache_lookups_total{result="hit"}` grew by as much.
 //!
-//! The processes are started by [`MeteredCluster`], not the cluster
-//! harness: with `--metrics_listen` the binaries print their metrics line
-//! before the line the harness takes as their announcement.
+//! The processes are started by the cluster harness with
+//! `--metrics_listen 127.0.0.1:0`; each one's port is read from the line it
+//! prints after its announcement ([`MetricsPort::of`]).
 //!
 //! Skipped when Bazel is not installed, except on CI (`CI=true`), where
 //! that is a failure.
@@ -45,8 +45,9 @@ use reapi_e2e::cluster_log;
 use reapi_e2e::cluster_workspace::{
     self, assert_no_errors, build_during, fresh_salt, salt_flags, RunningBuild, REMOTE,
 };
-use reapi_e2e::metrics::{http_get, HttpResponse, MeteredCluster, Metrics};
+use reapi_e2e::metrics::{http_get, HttpResponse, Metrics, MetricsPort};
 use reapi_e2e::summary::REMOTE_CACHE_HIT;
+use reapi_test_support::launch::cluster::{Cluster, ClusterOptions, SCHEDULER, WORKER};
 
 /// Workers, and executors each.
 const WORKERS: usize = 2;
@@ -160,8 +161,8 @@ struct Readiness {
 /// Asks `/readyz` of every process until the build ends; SIGTERMs the
 /// first worker seen running an action and follows its answers until it
 /// exits.
-fn watch_readiness(cluster: &mut MeteredCluster, build: &RunningBuild) -> Readiness {
-    let scheduler = cluster.scheduler().metrics_addr();
+fn watch_readiness(cluster: &mut Cluster, ports: &Ports, build: &RunningBuild) -> Readiness {
+    let scheduler = ports.scheduler.addr();
     let mut readiness = Readiness::default();
     let mut sigterm_at = None;
     loop {
@@ -172,12 +173,7 @@ fn watch_readiness(cluster: &mut MeteredCluster, build: &RunningBuild) -> Readin
                 .chain(
                     (0..cluster.workers().len())
                         .filter(|&i| Some(i) != drained)
-                        .map(|i| {
-                            (
-                                format!("reapi-worker {i}"),
-                                cluster.worker(i).metrics_addr(),
-                            )
-                        }),
+                        .map(|i| (format!("reapi-worker {i}"), ports.workers[i].addr())),
                 )
                 .collect();
         for (name, addr) in ready {
@@ -204,7 +200,7 @@ fn watch_readiness(cluster: &mut MeteredCluster, build: &RunningBuild) -> Readin
                     readiness.drained = Some((i, build.elapsed()));
                     eprintln!(
                         "sent SIGTERM to reapi-worker {i} ({}) {:.1?} into the build",
-                        cluster.worker_id(i),
+                        cluster.worker(i).id(),
                         build.elapsed()
                     );
                 }
@@ -219,7 +215,7 @@ fn watch_readiness(cluster: &mut MeteredCluster, build: &RunningBuild) -> Readin
                     // Reported by the checks: no exit status.
                     return readiness;
                 } else {
-                    let answer = ask_ready(worker.metrics_addr());
+                    let answer = ask_ready(ports.workers[i].addr());
                     readiness.drain_answers.push((since, answer));
                 }
             }
@@ -237,16 +233,39 @@ fn watch_readiness(cluster: &mut MeteredCluster, build: &RunningBuild) -> Readin
     }
 }
 
+/// The operators' port of every process of the cluster.
+struct Ports {
+    scheduler: MetricsPort,
+    /// By worker index.
+    workers: Vec<MetricsPort>,
+}
+
+impl Ports {
+    fn of(cluster: &mut Cluster) -> Ports {
+        let scheduler = MetricsPort::of(cluster.scheduler_mut(0), SCHEDULER);
+        let workers = (0..cluster.workers().len())
+            .map(|i| MetricsPort::of(cluster.worker_mut(i), WORKER))
+            .collect();
+        Ports { scheduler, workers }
+    }
+
+    /// Every process's port, named.
+    fn named(&self) -> impl Iterator<Item = (String, &MetricsPort)> {
+        std::iter::once(("reapi-scheduler".to_string(), &self.scheduler)).chain(
+            self.workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (format!("reapi-worker {i}"), w)),
+        )
+    }
+}
+
 /// Scrapes the scheduler until `done` holds, panicking with the last scrape
 /// after [`SETTLE_TIMEOUT`].
-fn wait_for_scheduler(
-    cluster: &MeteredCluster,
-    what: &str,
-    done: impl Fn(&Metrics) -> bool,
-) -> Metrics {
+fn wait_for_scheduler(ports: &Ports, what: &str, done: impl Fn(&Metrics) -> bool) -> Metrics {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let metrics = cluster.scheduler().scrape();
+        let metrics = ports.scheduler.scrape();
         if done(&metrics) {
             return metrics;
         }
@@ -279,38 +298,38 @@ fn metrics_follow_a_remote_build() {
     // only.
     let bazel = Bazel::with_workspace(bazel_path, &cluster_workspace::source());
     fs::write(bazel.workspace().join("BUILD"), build_file()).expect("cannot write BUILD");
-    let mut cluster = MeteredCluster::start(WORKERS, EXECUTORS);
+    let metrics_listen = ["--metrics_listen".to_string(), "127.0.0.1:0".to_string()];
+    let options = ClusterOptions {
+        executors: EXECUTORS,
+        scheduler_args: metrics_listen.to_vec(),
+        worker_args: metrics_listen.to_vec(),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = Cluster::start(1, WORKERS, options);
+    let ports = Ports::of(&mut cluster);
     let started = Instant::now();
     let total_executors = (WORKERS * EXECUTORS) as f64;
 
-    for (name, process) in std::iter::once(("reapi-scheduler".to_string(), cluster.scheduler()))
-        .chain(
-            cluster
-                .workers()
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (format!("reapi-worker {i}"), w)),
-        )
-    {
-        assert_ok(&format!("/healthz of {name}"), process.get("/healthz"));
-        assert_ok(&format!("/readyz of {name}"), process.readyz());
+    for (name, port) in ports.named() {
+        assert_ok(&format!("/healthz of {name}"), port.get("/healthz"));
+        assert_ok(&format!("/readyz of {name}"), port.get("/readyz"));
     }
-    let before = wait_for_scheduler(&cluster, "every executor linked and idle", |m| {
+    let before = wait_for_scheduler(&ports, "every executor linked and idle", |m| {
         m.sum(EXECUTORS_METRIC, &[]) == total_executors
             && m.sum(LINKED, &[]) == WORKERS as f64
             && m.sum(USED, &[]) == 0.0
             && m.sum(QUEUED, &[]) == 0.0
     });
 
-    let mut flags = remote_flags_for_url("--remote_executor", &cluster.grpc_url(), 60);
+    let mut flags = remote_flags_for_url("--remote_executor", &cluster.scheduler(0).grpc_url(), 60);
     flags.push("--jobs=16".to_string());
     flags.extend(salt_flags(&fresh_salt()));
 
-    let scheduler_metrics = cluster.scheduler().metrics_addr();
+    let scheduler_metrics = ports.scheduler.addr();
     let (output, (peaks, readiness)) = build_during(&bazel, &flags, |build| {
         thread::scope(|scope| {
             let scraper = scope.spawn(|| watch_metrics(scheduler_metrics, build));
-            let readiness = watch_readiness(&mut cluster, build);
+            let readiness = watch_readiness(&mut cluster, &ports, build);
             let peaks = scraper.join().expect("the metrics thread panicked");
             (peaks, readiness)
         })
@@ -428,7 +447,7 @@ fn metrics_follow_a_remote_build() {
 
     // Afterwards: idle, one worker left, every action counted.
     let after_build = wait_for_scheduler(
-        &cluster,
+        &ports,
         "no executor used, nothing queued, the drained worker gone",
         |m| {
             m.sum(USED, &[]) == 0.0
@@ -455,8 +474,7 @@ fn metrics_follow_a_remote_build() {
     );
     eprintln!("Execute calls that ended OK during the build: {executes}");
     let survivor = (0..WORKERS).find(|&i| i != drained).expect("a worker left");
-    let blobs = cluster
-        .worker(survivor)
+    let blobs = ports.workers[survivor]
         .scrape()
         .sum(DISK_BLOBS, &[("role", "replicas")]);
     assert!(
@@ -469,7 +487,7 @@ fn metrics_follow_a_remote_build() {
     bazel.run_ok(&["clean"]);
     let rebuild = bazel.run(&args("build", &flags, &[cluster_workspace::TARGETS]));
     assert_all_cache_hits(&summary, &rebuild);
-    let after_rebuild = cluster.scheduler().scrape();
+    let after_rebuild = ports.scheduler.scrape();
     let hits = grew(LOOKUPS, &HIT, &after_build, &after_rebuild);
     assert!(
         hits >= ACTIONS as f64,
