@@ -71,7 +71,7 @@ if [[ ! -x $venv/bin/pip ]]; then
 fi
 if ! "$venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null; then
   say "installing kubernetes-validate into $venv" >&2
-  "$venv/bin/pip" install --quiet kubernetes-validate
+  "$venv/bin/pip" install --quiet kubernetes-validate==1.37.0
 fi
 say "$(kubectl version --client 2>/dev/null | head -n 1);" \
   "kubernetes-validate $("$venv/bin/python" -c 'import kubernetes_validate as k; print(k.__version__)')"
