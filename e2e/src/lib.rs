@@ -11,6 +11,7 @@
 //!   (`bazel-workspace/`, or [`cluster_workspace`]'s hundred compiles), each
 //!   test with its own Bazel server;
 //! - [`checks`]: Bazel command lines and checks of what Bazel reported;
+//! - [`chromium`]: headless Chromium, for the schedulers' status page;
 //! - [`summary`]: parse Bazel's `INFO: N processes: ...` line, which tells how
 //!   each action was run (locally, remotely, from the remote cache), and the
 //!   result line of a test;
@@ -26,6 +27,7 @@
 
 pub mod bazel;
 pub mod checks;
+pub mod chromium;
 pub mod cluster_cas;
 pub mod cluster_log;
 pub mod cluster_workspace;

@@ -58,6 +58,17 @@ pub fn action_cache_lookup(hit: bool) {
         .inc();
 }
 
+/// The action cache lookups counted so far: (hits, misses).
+pub fn action_cache_lookups() -> (u64, u64) {
+    let count = |result| {
+        STORAGE
+            .lookups
+            .get_or_create(&LookupLabels { result })
+            .get()
+    };
+    (count("hit"), count("miss"))
+}
+
 pub fn cas_received(bytes: usize) {
     STORAGE.received.inc_by(bytes as u64);
 }

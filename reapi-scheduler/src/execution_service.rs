@@ -11,9 +11,7 @@ use reapi_core::execution::ExecutionJob;
 use reapi_core::platform::{ensure_satisfiable, Requirements};
 use reapi_core::proto::longrunning::Operation;
 use reapi_core::proto::remote_execution::execution_server::Execution;
-use reapi_core::proto::remote_execution::{
-    ExecuteRequest, ExecuteResponse, RequestMetadata, WaitExecutionRequest,
-};
+use reapi_core::proto::remote_execution::{ExecuteRequest, ExecuteResponse, WaitExecutionRequest};
 use reapi_core::{
     ActionCache, BlobStore, Digest, DigestFunction, ErrorExt, InstancePolicy, Result,
 };
@@ -23,6 +21,7 @@ use crate::action_loader::{check_inputs, effective_timeout, load_action};
 use crate::directory_cache::DirectoryCache;
 use crate::operation::{parse_name, OperationState, OperationWatch, Stage};
 use crate::peers::{forward, Peers, Target};
+use crate::request_labels::RequestLabels;
 use crate::scheduler::{Scheduler, Submission};
 
 /// Decoded input directories kept between Executes (a few hundred bytes
@@ -70,7 +69,7 @@ impl ExecutionService {
     /// Errors found here, before an operation exists, are the RPC's status
     /// (missing inputs as FAILED_PRECONDITION with a PreconditionFailure);
     /// errors while running go into the ExecuteResponse.
-    async fn start(&self, req: &ExecuteRequest, build: String) -> Result<Started> {
+    async fn start(&self, req: &ExecuteRequest, labels: RequestLabels) -> Result<Started> {
         self.instances.check(&req.instance_name)?;
         DigestFunction::from_proto(req.digest_function)?;
         let instance = req.instance_name.as_str();
@@ -137,7 +136,7 @@ impl ExecutionService {
             requirements,
             priority,
             do_not_cache,
-            build,
+            labels,
         })))
     }
 
@@ -167,21 +166,6 @@ impl ExecutionService {
         });
         Box::pin(stream)
     }
-}
-
-/// The header REAPI clients put their `RequestMetadata` in.
-pub const REQUEST_METADATA_HEADER: &str = "build.bazel.remote.execution.v2.requestmetadata-bin";
-
-/// The build a request belongs to (`RequestMetadata.tool_invocation_id`),
-/// or empty when the client sent none or it does not decode.
-pub fn tool_invocation_id(metadata: &tonic::metadata::MetadataMap) -> String {
-    use prost::Message;
-    metadata
-        .get_bin(REQUEST_METADATA_HEADER)
-        .and_then(|value| value.to_bytes().ok())
-        .and_then(|bytes| RequestMetadata::decode(bytes).ok())
-        .map(|m| m.tool_invocation_id)
-        .unwrap_or_default()
 }
 
 enum Started {
@@ -216,7 +200,7 @@ impl Execution for ExecutionService {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<OperationStream>, Status> {
-        let build = tool_invocation_id(request.metadata());
+        let labels = RequestLabels::from_metadata(request.metadata());
         let metadata = request.metadata().clone();
         let req = request.into_inner();
         if !forward::is_forwarded(&metadata) {
@@ -230,7 +214,7 @@ impl Execution for ExecutionService {
             stderr: req.inline_stderr,
             output_files: req.inline_output_files.clone(),
         };
-        let watch = match self.start(&req, build).await {
+        let watch = match self.start(&req, labels).await {
             Ok(Started::Queued(watch)) => watch,
             Ok(Started::Cached(done)) => {
                 let cache_check =

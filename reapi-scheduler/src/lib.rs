@@ -20,8 +20,10 @@ pub mod metrics;
 pub mod operation;
 pub mod operations_service;
 pub mod peers;
+pub mod request_labels;
 pub mod scheduler;
 pub mod services;
+pub mod status;
 pub mod worker_link_service;
 mod workers;
 
@@ -30,6 +32,7 @@ pub use execution_service::ExecutionService;
 pub use in_process::InProcessConnector;
 pub use operations_service::OperationsService;
 pub use peers::Peers;
+pub use request_labels::RequestLabels;
 pub use scheduler::{new_scheduler_id, PoolSummary, Scheduler, Submission};
 pub use services::ExecutionServices;
 pub use worker_link_service::WorkerLinkService;

@@ -28,6 +28,9 @@ pub(crate) type Outbound = mpsc::UnboundedSender<Result<SchedulerMessage, Status
 
 pub(crate) struct WorkerPool {
     pub properties: ExecutorProperties,
+    /// The properties as text, made once: the pool's label in metrics and
+    /// on the status page.
+    pub name: Arc<str>,
     pub capacity: u32,
     /// Executors this scheduler may still offer leases on.
     pub free: u32,
@@ -36,7 +39,7 @@ pub(crate) struct WorkerPool {
 }
 
 pub(crate) struct Worker {
-    pub id: String,
+    pub id: Arc<str>,
     /// Where it serves blobs, if it does.
     pub address: String,
     /// Bytes it gives to the cluster CAS; 0: it holds no replicas.
@@ -167,6 +170,7 @@ impl Workers {
             .into_iter()
             .map(|p| WorkerPool {
                 ledger: ResourceLedger::for_executor(&p.properties),
+                name: Arc::from(p.properties.to_string()),
                 properties: p.properties,
                 capacity: p.capacity,
                 free: p.free,
@@ -181,7 +185,7 @@ impl Workers {
         self.by_conn.insert(
             conn,
             Worker {
-                id: report.worker_id.clone(),
+                id: Arc::from(report.worker_id.as_str()),
                 address: report.address.clone(),
                 replica_space: report.replica_space,
                 outbound,
@@ -223,7 +227,7 @@ impl Workers {
             // target any more, and its blobs move to the others.
             .filter(|w| w.replica_space > 0 && !w.draining && !w.leaving)
             .map(|w| StorageMember {
-                worker_id: w.id.clone(),
+                worker_id: w.id.to_string(),
                 address: w.address.clone(),
             })
             .collect();
@@ -255,8 +259,8 @@ impl Workers {
     /// Removes a worker and its pools from the indexes.
     pub fn remove(&mut self, conn: ConnId) -> Option<Worker> {
         let worker = self.by_conn.remove(&conn)?;
-        if self.by_id.get(&worker.id) == Some(&conn) {
-            self.by_id.remove(&worker.id);
+        if self.by_id.get(&*worker.id) == Some(&conn) {
+            self.by_id.remove(&*worker.id);
         }
         for (i, pool) in worker.pools.iter().enumerate() {
             if let Some(class) = self.classes.get_mut(&pool.properties) {

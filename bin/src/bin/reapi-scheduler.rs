@@ -13,6 +13,7 @@ use reapi_cas::cluster_storage::MetadataReplication;
 use reapi_cas::service::listener;
 use reapi_core::cluster::placement::placement_channel;
 use reapi_scheduler::metrics::SchedulerCollector;
+use reapi_scheduler::status::status_router;
 use reapi_scheduler::{new_scheduler_id, ExecutionServices, Peers, Scheduler};
 use tonic::service::RoutesBuilder;
 
@@ -102,7 +103,11 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
     reapi_core::metrics::register_collector(SchedulerCollector::new(&scheduler));
     scheduler.publish_placement(placement);
 
-    let ops = Ops::start(config.metrics_listen, None).await?;
+    let own_address = peers
+        .as_ref()
+        .map_or_else(|| addr.to_string(), |p| p.address().to_string());
+    let status_page = status_router(&scheduler, own_address, peers.clone());
+    let ops = Ops::start(config.metrics_listen, Some(status_page)).await?;
     let mut routes = RoutesBuilder::default();
     ops.add_grpc_health(&mut routes).await;
     let execution = ExecutionServices {

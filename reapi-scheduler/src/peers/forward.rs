@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
 
 use super::{Peers, FORWARDED_HEADER};
-use crate::execution_service::REQUEST_METADATA_HEADER;
+use crate::request_labels::REQUEST_METADATA_HEADER;
 use reapi_cas::service::MAX_DECODING_MESSAGE_SIZE;
 
 /// Whether a request came from another scheduler.

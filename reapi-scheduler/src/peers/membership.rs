@@ -21,6 +21,8 @@ use reapi_core::Digest;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::status::{MemberState, SchedulerMember};
+
 /// Where a request about an action or operation is served.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -314,6 +316,32 @@ impl Peers {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// Every peer still remembered, with its state, sorted by address: for
+    /// the status page and metrics.
+    pub fn members(&self) -> Vec<SchedulerMember> {
+        let table = self.table.read();
+        let mut members: Vec<SchedulerMember> = table
+            .iter()
+            .map(|(id, peer)| SchedulerMember {
+                id: id.clone(),
+                address: peer.address.clone(),
+                state: if peer.suspected {
+                    MemberState::Suspected
+                } else if !self.is_live(peer) {
+                    MemberState::Silent
+                } else if peer.draining {
+                    MemberState::Draining
+                } else {
+                    MemberState::Live
+                },
+                this_one: false,
+                last_heard: Some(peer.last_ok.elapsed()),
+            })
+            .collect();
+        members.sort_by(|a, b| a.address.cmp(&b.address));
+        members
     }
 
     /// A channel to a peer, connected lazily and kept.

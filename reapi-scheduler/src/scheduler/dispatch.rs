@@ -128,6 +128,7 @@ impl Scheduler {
                 conn,
                 pool,
                 phase: LeasePhase::Offered,
+                offered_at: std::time::Instant::now(),
                 _reservation: Some(reservation),
             },
         );
@@ -137,7 +138,10 @@ impl Scheduler {
                 let waited = std::time::SystemTime::now()
                     .duration_since(queued_at)
                     .unwrap_or_default();
-                crate::metrics::observe_queue_time(offered.properties.to_string(), waited);
+                crate::metrics::observe_queue_time(offered.name.to_string(), waited);
+            }
+            if let Some(op) = state.active.get_mut(&head.op) {
+                op.worker = Some(worker.id.clone());
             }
         }
         if let Some(worker) = state.workers.by_conn.get_mut(&conn) {

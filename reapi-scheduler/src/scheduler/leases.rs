@@ -95,7 +95,7 @@ impl Scheduler {
                 .get(&conn)
                 .and_then(|w| w.pools.get(lease.pool as usize)),
         ) {
-            crate::metrics::observe_execution(pool.properties.to_string(), action_result);
+            crate::metrics::observe_execution(pool.name.to_string(), action_result);
         }
         let outcome = match (result.error, result.result) {
             (Some(status), _) => Err(Error::from_rpc_status(&status)),

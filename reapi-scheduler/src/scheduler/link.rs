@@ -156,7 +156,7 @@ impl Scheduler {
         let Some(worker) = state.workers.by_conn.get(&conn) else {
             return;
         };
-        let same_pools = worker.id == report.worker_id
+        let same_pools = *worker.id == *report.worker_id
             && worker.pools.len() == pools.len()
             && worker
                 .pools

@@ -18,6 +18,7 @@ mod dispatch;
 mod leases;
 mod link;
 pub(crate) mod state;
+mod status;
 mod watchdog;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::SchedulerConfig;
 use crate::fair_queue::BuildId;
 use crate::operation::{parse_name, OperationId, OperationState, OperationWatch, Progress};
+use crate::request_labels::RequestLabels;
 use state::{ActiveOperation, CompletedOperation, LeasePhase, Phase, State};
 
 /// An action to queue.
@@ -43,9 +45,10 @@ pub struct Submission {
     /// `Action.do_not_cache`: the result is not cached and the action is not
     /// merged with identical ones.
     pub do_not_cache: bool,
-    /// The build it belongs to (`tool_invocation_id`), for fairness between
-    /// builds; empty when the client sent none.
-    pub build: String,
+    /// From the client's RequestMetadata: the build it belongs to
+    /// (`tool_invocation_id`, for fairness between builds; empty when the
+    /// client sent none), its mnemonic and target (for the status page).
+    pub labels: RequestLabels,
 }
 
 /// One pool of executors, for metrics and the status page.
@@ -142,7 +145,7 @@ impl Scheduler {
             requirements,
             priority,
             do_not_cache,
-            build,
+            labels,
         } = submission;
         let cacheable = !do_not_cache;
         let key = (job.instance_name.clone(), job.action_digest);
@@ -166,7 +169,10 @@ impl Scheduler {
                 action,
                 queued_at,
                 priority,
-                build: BuildId::from(build),
+                build: BuildId::from(labels.build),
+                mnemonic: labels.mnemonic,
+                target: labels.target,
+                worker: None,
                 cacheable,
                 losses: 0,
                 // Replaced by `enqueue` at once.
@@ -292,22 +298,10 @@ impl Scheduler {
     /// Each pool (executors with equal properties, across workers) as this
     /// scheduler sees it, sorted by its properties.
     pub fn pool_summaries(&self) -> Vec<PoolSummary> {
-        let state = self.state.lock();
-        let mut pools: std::collections::BTreeMap<String, PoolSummary> = Default::default();
-        for worker in state.workers.by_conn.values() {
-            for pool in &worker.pools {
-                let name = pool.properties.to_string();
-                let summary = pools.entry(name.clone()).or_insert_with(|| PoolSummary {
-                    pool: name,
-                    ..Default::default()
-                });
-                summary.workers += 1;
-                summary.draining_workers += usize::from(worker.draining);
-                summary.executors += u64::from(pool.capacity);
-                summary.used_executors += u64::from(pool.capacity.saturating_sub(pool.free));
-            }
-        }
-        pools.into_values().collect()
+        status::pools(&self.state.lock())
+            .into_values()
+            .map(|(summary, _)| summary)
+            .collect()
     }
 
     pub fn executor_summary(&self) -> ExecutorSummary {
@@ -379,6 +373,7 @@ impl Scheduler {
         response: ExecuteResponse,
     ) {
         state.release_action(&active.action, id);
+        state.failures.record(&active, &response);
         let done = CompletedOperation {
             action_digest: active.action.action_digest,
             response: Arc::new(response),

@@ -17,6 +17,7 @@ use crate::class_queues::{ClassQueues, Ticket};
 use crate::fair_queue::BuildId;
 use crate::ledger::Reservation;
 use crate::operation::{OperationId, OperationWatch, Progress};
+use crate::status::RecentFailures;
 use crate::workers::{ConnId, LeaseId, Workers};
 
 /// Identical actions: same instance and action digest (SHA-256 is the only
@@ -67,6 +68,11 @@ pub(crate) struct ActiveOperation {
     pub queued_at: SystemTime,
     pub priority: i32,
     pub build: BuildId,
+    /// The client's `action_mnemonic` and `target_id`, maybe empty.
+    pub mnemonic: Box<str>,
+    pub target: Box<str>,
+    /// The worker of its latest lease.
+    pub worker: Option<Arc<str>>,
     /// Not `do_not_cache`: its result is cached, and identical submissions
     /// join it.
     pub cacheable: bool,
@@ -104,6 +110,7 @@ pub(crate) struct Lease {
     pub conn: ConnId,
     pub pool: u32,
     pub phase: LeasePhase,
+    pub offered_at: Instant,
     /// CPUs and memory held on the pool; given back when the lease ends.
     pub _reservation: Option<Reservation>,
 }
@@ -121,6 +128,7 @@ pub(crate) struct State {
     pub leases: HashMap<LeaseId, Lease>,
     pub last_lease: LeaseId,
     pub next_seq: u64,
+    pub failures: RecentFailures,
 }
 
 impl ActiveOperation {

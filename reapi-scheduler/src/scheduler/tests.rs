@@ -182,7 +182,10 @@ fn submission_of(tag: &str, priority: i32, build: &str) -> Submission {
         requirements: Requirements::default(),
         priority,
         do_not_cache: false,
-        build: build.into(),
+        labels: RequestLabels {
+            build: build.into(),
+            ..Default::default()
+        },
     }
 }
 
@@ -557,4 +560,134 @@ async fn queue_classes_go_away_when_empty() {
         finished(op).await;
     }
     assert_eq!(scheduler.state.lock().queues.class_count(), 0);
+}
+
+/// Waits until `check` holds of the scheduler's status.
+async fn status_until(
+    scheduler: &Scheduler,
+    what: &str,
+    check: impl Fn(&crate::status::ClusterStatus) -> bool,
+) -> crate::status::ClusterStatus {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = scheduler.status();
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the status never showed {what}: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn status_shows_running_actions_with_their_labels_and_recent_failures() {
+    let (scheduler, _) = start(SchedulerConfig::default());
+    let mut worker = ScriptedWorker::connect(&scheduler, "w", 2).await;
+    let labelled = |tag: &str, mnemonic: &str, target: &str| Submission {
+        labels: RequestLabels {
+            build: "b".into(),
+            mnemonic: mnemonic.into(),
+            target: target.into(),
+        },
+        ..submission(tag, 0)
+    };
+    let mut compile = scheduler.submit(labelled("compile", "CppCompile", "//src:lib"));
+    let mut queued = [
+        scheduler.submit(labelled("link", "CppLink", "//src:bin")),
+        scheduler.submit(labelled("test", "TestRunner", "//src:test")),
+    ];
+    let first = worker.take().await;
+    let second = worker.take().await;
+
+    let status = status_until(&scheduler, "two running actions", |s| {
+        s.running.iter().filter(|a| a.phase == "running").count() == 2
+    })
+    .await;
+    assert_eq!(status.running_total, 2);
+    assert_eq!((status.queued, status.active), (1, 3));
+    let compile_row = status
+        .running
+        .iter()
+        .find(|a| a.action_digest == tag("compile"))
+        .expect("the compile action runs");
+    assert_eq!(
+        (
+            compile_row.mnemonic.as_str(),
+            compile_row.target.as_str(),
+            compile_row.worker.as_str()
+        ),
+        ("CppCompile", "//src:lib", "w")
+    );
+    assert_eq!(status.workers.len(), 1);
+    assert_eq!(
+        (
+            status.workers[0].used_executors,
+            status.workers[0].executors
+        ),
+        (2, 2)
+    );
+    assert_eq!(status.pools.len(), 1);
+    assert_eq!(status.pools[0].summary.used_executors, 2);
+    assert_eq!(status.pools[0].runnable_queued, 1);
+
+    // The compile action fails, the other succeeds; the third runs and
+    // finishes.
+    let compile_lease = if digest_of(&first) == tag("compile") {
+        first.lease_id
+    } else {
+        second.lease_id
+    };
+    let other_lease = first.lease_id + second.lease_id - compile_lease;
+    worker.finish(compile_lease, 3);
+    assert_eq!(finished(&mut compile).await.result.unwrap().exit_code, 3);
+    worker.finish(other_lease, 0);
+    let third = worker.take().await;
+    worker.finish(third.lease_id, 0);
+    for op in &mut queued {
+        assert_eq!(finished(op).await.result.unwrap().exit_code, 0);
+    }
+
+    let status = status_until(&scheduler, "nothing running", |s| s.running_total == 0).await;
+    assert_eq!(status.failures.len(), 1, "{:#?}", status.failures);
+    let failure = &status.failures[0];
+    assert_eq!(
+        (
+            failure.mnemonic.as_str(),
+            failure.target.as_str(),
+            failure.worker.as_str(),
+            failure.what.as_str()
+        ),
+        ("CppCompile", "//src:lib", "w", "exit code 3")
+    );
+    assert_eq!((status.queued, status.active), (0, 0));
+}
+
+#[tokio::test]
+async fn recent_failures_keep_the_newest_and_skip_cancellations() {
+    let (scheduler, _) = start(SchedulerConfig::default());
+    let mut worker = ScriptedWorker::connect(&scheduler, "w", 1).await;
+    let failures = crate::status::RECENT_FAILURES + 3;
+    for i in 0..failures {
+        let mut op = scheduler.submit(submission(&format!("fail{i}"), 0));
+        let offer = worker.take().await;
+        worker.finish(offer.lease_id, 1);
+        finished(&mut op).await;
+    }
+    let cancelled = scheduler.submit(submission("cancelled", 0));
+    scheduler.cancel(&cancelled.name()).unwrap();
+
+    let status = scheduler.status();
+    assert_eq!(status.failures.len(), crate::status::RECENT_FAILURES);
+    assert_eq!(
+        status.failures[0].action_digest,
+        tag(&format!("fail{}", failures - 1)),
+        "newest first"
+    );
+    assert!(status
+        .failures
+        .iter()
+        .all(|f| f.action_digest != tag("fail0") && f.action_digest != tag("cancelled")));
 }
