@@ -106,8 +106,6 @@ impl prometheus_client::collector::Collector for DiskStoreCollector {
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> std::fmt::Result {
-        use prometheus_client::encoding::EncodeMetric;
-        use prometheus_client::metrics::gauge::Gauge;
         let Some(store) = self.store.upgrade() else {
             return Ok(());
         };
@@ -133,14 +131,13 @@ impl prometheus_client::collector::Collector for DiskStoreCollector {
             ),
         ];
         for (name, help, unit, value) in figures {
-            let family = Family::<RoleLabels, Gauge>::default();
-            family.get_or_create(&labels).set(value);
-            family.encode(encoder.encode_descriptor(
+            metrics::encode_gauges(
+                &mut encoder,
                 name,
                 help,
                 unit.as_ref(),
-                family.metric_type(),
-            )?)?;
+                [(labels.clone(), value)],
+            )?;
         }
         Ok(())
     }

@@ -9,12 +9,17 @@
 //! components it runs, so a test process holding many schedulers does not
 //! export duplicates.
 
+use std::fmt;
+use std::hash::Hash;
 use std::sync::LazyLock;
 
 use parking_lot::Mutex;
 pub use prometheus_client;
 use prometheus_client::collector::Collector;
-use prometheus_client::registry::Registry;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
 
 /// Every metric name starts with this, then `_`.
 pub const PREFIX: &str = "reapi";
@@ -43,6 +48,43 @@ pub fn render() -> String {
     text
 }
 
+/// Writes a gauge family whose values a collector read at scrape time:
+/// one sample per distinct labels, the values of equal labels added up.
+pub fn encode_gauges<L>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    values: impl IntoIterator<Item = (L, i64)>,
+) -> fmt::Result
+where
+    L: EncodeLabelSet + Clone + Hash + Eq + fmt::Debug + Send + Sync + 'static,
+{
+    let family = Family::<L, Gauge>::default();
+    for (labels, value) in values {
+        family.get_or_create(&labels).inc_by(value);
+    }
+    family.encode(encoder.encode_descriptor(name, help, unit, family.metric_type())?)
+}
+
+/// Writes one unlabelled gauge a collector read at scrape time.
+pub fn encode_gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: i64,
+) -> fmt::Result {
+    let gauge = Gauge::<i64>::default();
+    gauge.set(value);
+    gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)
+}
+
+/// A count as a gauge value, saturating.
+pub fn gauge_count(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// Latency buckets in seconds, 0.5 ms to about 9 minutes (factor 2): RPCs,
 /// queue waits and executions all fit.
 pub fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -54,6 +96,41 @@ mod tests {
     use prometheus_client::metrics::counter::Counter;
 
     use super::*;
+
+    #[derive(Debug)]
+    struct Members;
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct StateLabels {
+        state: &'static str,
+    }
+
+    impl Collector for Members {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+            let states = [("live", 1), ("draining", 0), ("live", 1)];
+            let values = states.map(|(state, n)| (StateLabels { state }, n));
+            encode_gauges(&mut encoder, "test_members", "Members", None, values)?;
+            encode_gauge(&mut encoder, "test_queue", "Queue", Some(&Unit::Bytes), 7)
+        }
+    }
+
+    #[test]
+    fn collected_gauges_add_up_equal_labels() {
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register_collector(Box::new(Members));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("reapi_test_members{state=\"live\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("reapi_test_members{state=\"draining\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("reapi_test_queue_bytes 7\n"), "{text}");
+        assert_eq!(gauge_count(u64::MAX), i64::MAX);
+    }
 
     #[test]
     fn registered_metrics_are_rendered_with_the_prefix() {

@@ -12,18 +12,25 @@ use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
+use reapi_core::metrics::{encode_gauge, encode_gauges, gauge_count};
 use reapi_core::proto::remote_execution::ActionResult;
 
-use crate::Scheduler;
+use crate::status::MemberState;
+use crate::{Peers, Scheduler};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemberLabels {
+    kind: &'static str,
+    state: &'static str,
 }
 
 /// Register with `reapi_core::metrics::register_collector` for the
@@ -32,42 +39,81 @@ struct PoolLabels {
 #[derive(Debug)]
 pub struct SchedulerCollector {
     scheduler: Weak<Scheduler>,
+    peers: Option<Weak<Peers>>,
 }
 
 impl SchedulerCollector {
     pub fn new(scheduler: &Arc<Scheduler>) -> Self {
         SchedulerCollector {
             scheduler: Arc::downgrade(scheduler),
+            peers: None,
         }
+    }
+
+    /// Also reports the scheduler peers by state.
+    pub fn with_peers(mut self, peers: &Arc<Peers>) -> Self {
+        self.peers = Some(Arc::downgrade(peers));
+        self
+    }
+
+    /// `cluster_members{kind, state}`: this scheduler and its peers, and
+    /// the workers linked to it, by state.
+    fn encode_members(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        scheduler: &Scheduler,
+    ) -> fmt::Result {
+        let mut counts: Vec<(MemberLabels, i64)> = Vec::new();
+        let mut add = |kind, state: &MemberState, n: usize| {
+            counts.push((
+                MemberLabels {
+                    kind,
+                    state: state.as_str(),
+                },
+                gauge_count(n),
+            ));
+        };
+        let peers = self.peers.as_ref().and_then(Weak::upgrade);
+        let this_state = if peers.as_ref().is_some_and(|p| p.is_draining()) {
+            MemberState::Draining
+        } else {
+            MemberState::Live
+        };
+        add("scheduler", &this_state, 1);
+        for peer in peers.iter().flat_map(|p| p.members()) {
+            add("scheduler", &peer.state, 1);
+        }
+        let (live, draining) = scheduler.worker_states();
+        add("worker", &MemberState::Live, live);
+        add("worker", &MemberState::Draining, draining);
+        encode_gauges(
+            encoder,
+            "cluster_members",
+            "Schedulers (this one and its peers) and linked workers, by state",
+            None,
+            counts,
+        )
     }
 }
 
-fn encode_gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: i64,
-) -> fmt::Result {
-    let gauge = Gauge::<i64>::default();
-    gauge.set(value);
-    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
-}
-
+/// A gauge family labelled by pool.
 fn encode_pool_family(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     values: impl Iterator<Item = (String, i64)>,
 ) -> fmt::Result {
-    let family = Family::<PoolLabels, Gauge>::default();
-    for (pool, value) in values {
-        family.get_or_create(&PoolLabels { pool }).set(value);
-    }
-    family.encode(encoder.encode_descriptor(name, help, None, family.metric_type())?)
+    let values = values.map(|(pool, value)| (PoolLabels { pool }, value));
+    encode_gauges(encoder, name, help, None, values)
 }
 
-fn count(n: impl TryInto<i64>) -> i64 {
-    n.try_into().unwrap_or(i64::MAX)
+fn encode_count(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> fmt::Result {
+    encode_gauge(encoder, name, help, None, value)
 }
 
 impl Collector for SchedulerCollector {
@@ -80,7 +126,9 @@ impl Collector for SchedulerCollector {
             &mut encoder,
             "executors",
             "Executors of the linked workers, by pool",
-            pools.iter().map(|p| (p.pool.clone(), count(p.executors))),
+            pools
+                .iter()
+                .map(|p| (p.pool.clone(), gauge_count(p.executors))),
         )?;
         encode_pool_family(
             &mut encoder,
@@ -88,13 +136,15 @@ impl Collector for SchedulerCollector {
             "Executors running an action, by pool",
             pools
                 .iter()
-                .map(|p| (p.pool.clone(), count(p.used_executors))),
+                .map(|p| (p.pool.clone(), gauge_count(p.used_executors))),
         )?;
         encode_pool_family(
             &mut encoder,
             "workers",
             "Linked workers offering the pool",
-            pools.iter().map(|p| (p.pool.clone(), count(p.workers))),
+            pools
+                .iter()
+                .map(|p| (p.pool.clone(), gauge_count(p.workers))),
         )?;
         encode_pool_family(
             &mut encoder,
@@ -102,32 +152,33 @@ impl Collector for SchedulerCollector {
             "Linked workers offering the pool that are draining",
             pools
                 .iter()
-                .map(|p| (p.pool.clone(), count(p.draining_workers))),
+                .map(|p| (p.pool.clone(), gauge_count(p.draining_workers))),
         )?;
+        self.encode_members(&mut encoder, &scheduler)?;
         let summary = scheduler.executor_summary();
-        encode_gauge(
+        encode_count(
             &mut encoder,
             "linked_workers",
             "Workers linked to this scheduler",
-            count(summary.workers),
+            gauge_count(summary.workers),
         )?;
-        encode_gauge(
+        encode_count(
             &mut encoder,
             "queued_actions",
             "Operations homed here waiting for an executor",
-            count(scheduler.queue_len()),
+            gauge_count(scheduler.queue_len()),
         )?;
-        encode_gauge(
+        encode_count(
             &mut encoder,
             "active_operations",
             "Operations homed here, queued or running",
-            count(scheduler.active_operations()),
+            gauge_count(scheduler.active_operations()),
         )?;
-        encode_gauge(
+        encode_count(
             &mut encoder,
             "leases",
             "Actions leased to workers by this scheduler",
-            count(summary.leases),
+            gauge_count(summary.leases),
         )
     }
 }

@@ -1627,6 +1627,13 @@ async fn pool_metrics_follow_a_lease() {
         "{text}"
     );
     assert!(text.contains("reapi_linked_workers 1\n"), "{text}");
+    for member in [
+        "reapi_cluster_members{kind=\"scheduler\",state=\"live\"} 1\n",
+        "reapi_cluster_members{kind=\"worker\",state=\"live\"} 1\n",
+        "reapi_cluster_members{kind=\"worker\",state=\"draining\"} 0\n",
+    ] {
+        assert!(text.contains(member), "{member:?} missing from\n{text}");
+    }
 
     let executions_before = reapi_core::metrics::render();
     let mut client = Client::execute(&server, &sh("echo metered")).await;

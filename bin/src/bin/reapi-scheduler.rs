@@ -100,7 +100,11 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
         )
     };
     let scheduler = Scheduler::start_with_id(id, action_cache.clone(), config.scheduler.clone());
-    reapi_core::metrics::register_collector(SchedulerCollector::new(&scheduler));
+    let collector = SchedulerCollector::new(&scheduler);
+    reapi_core::metrics::register_collector(match &peers {
+        Some(peers) => collector.with_peers(peers),
+        None => collector,
+    });
     scheduler.publish_placement(placement);
 
     let own_address = peers
@@ -130,9 +134,23 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
     );
     ops.announce("reapi-scheduler");
     tracing::info!(%addr, id = %scheduler.id(), data_dir = %data_dir.display(), "scheduler serving");
-    // On SIGTERM: home no new actions, finish the ones homed here (their
-    // clients are still connected), then stop.
-    ops.readiness.set_ready();
+    // Ready once it knows its peers (at once without any); on SIGTERM:
+    // home no new actions, finish the ones homed here (their clients are
+    // still connected), then stop.
+    match &peers {
+        None => ops.readiness.set_ready(),
+        Some(peers) => {
+            ops.readiness.set_not_ready("resolving the schedulers");
+            let (peers, readiness) = (peers.clone(), ops.readiness.clone());
+            tokio::spawn(async move {
+                peers.wait_resolved().await;
+                if !peers.is_draining() {
+                    readiness.set_ready();
+                    tracing::info!(peers = ?peers.live_peers(), "scheduler peers resolved; ready");
+                }
+            });
+        }
+    }
     let drained = {
         let scheduler = scheduler.clone();
         let readiness = ops.readiness.clone();

@@ -19,6 +19,7 @@ use reapi_core::cluster::rendezvous::{self, member_hash, PlacementKey};
 use reapi_core::cluster::service::SchedulerPeersClient;
 use reapi_core::Digest;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::status::{MemberState, SchedulerMember};
@@ -53,12 +54,17 @@ pub struct Peers {
     metadata: Mutex<Option<PlacementSender>>,
     /// Where the addresses of peers seen to restart are sent.
     restarts: Mutex<Option<UnboundedSender<String>>>,
+    /// Whether the member list has resolved and been heartbeaten once:
+    /// until then this scheduler does not know its peers.
+    resolved: watch::Sender<bool>,
 }
 
 impl Peers {
     /// A cluster of one: every action's home is this scheduler.
     pub fn solo(id: &str) -> Arc<Self> {
-        Arc::new(Self::new(id, String::new(), Duration::from_secs(10)))
+        let peers = Self::new(id, String::new(), Duration::from_secs(10));
+        peers.resolved.send_replace(true);
+        Arc::new(peers)
     }
 
     fn new(id: &str, address: String, timeout: Duration) -> Self {
@@ -72,6 +78,7 @@ impl Peers {
             channels: Mutex::new(HashMap::new()),
             metadata: Mutex::new(None),
             restarts: Mutex::new(None),
+            resolved: watch::channel(false).0,
         }
     }
 
@@ -106,6 +113,9 @@ impl Peers {
                 };
                 peers.beat_all(&addresses, interval).await;
                 peers.publish_metadata_members();
+                if !addresses.is_empty() {
+                    peers.resolved.send_replace(true);
+                }
             }
         });
         peers
@@ -113,6 +123,14 @@ impl Peers {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Returns once the member list has resolved and every member was sent
+    /// a heartbeat: from then on this scheduler knows its live peers.
+    pub async fn wait_resolved(&self) {
+        let mut resolved = self.resolved.subscribe();
+        // The sender lives as long as `self`.
+        let _ = resolved.wait_for(|done| *done).await;
     }
 
     pub fn address(&self) -> &str {
@@ -373,6 +391,60 @@ mod tests {
             address: address.into(),
             draining: false,
         }
+    }
+
+    #[tokio::test]
+    async fn resolved_once_the_member_list_resolves_and_is_heartbeaten() {
+        let interval = Duration::from_millis(20);
+        let timeout = Duration::from_millis(200);
+        let never = MemberList::parse(&["no-such-scheduler.invalid:8980"]).unwrap();
+        let lost = Peers::start("aaaa", "127.0.0.1:1".into(), never, interval, timeout);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), lost.wait_resolved())
+                .await
+                .is_err(),
+            "a member list that never resolves should keep the scheduler unresolved"
+        );
+        // A listed peer that does not answer is still a known membership.
+        let listed = MemberList::parse(&["127.0.0.1:9"]).unwrap();
+        let known = Peers::start("bbbb", "127.0.0.1:2".into(), listed, interval, timeout);
+        tokio::time::timeout(Duration::from_secs(5), known.wait_resolved())
+            .await
+            .expect("a resolving member list should resolve");
+        tokio::time::timeout(
+            Duration::from_millis(10),
+            Peers::solo("cccc").wait_resolved(),
+        )
+        .await
+        .expect("a solo scheduler has nothing to resolve");
+    }
+
+    #[test]
+    fn members_report_their_state() {
+        let peers = Peers::solo("aaaa");
+        peers.heard("10.0.0.2:1", &beat("bbbb", "10.0.0.2:1"));
+        peers.heard(
+            "10.0.0.3:1",
+            &PeerHeartbeat {
+                draining: true,
+                ..beat("cccc", "10.0.0.3:1")
+            },
+        );
+        peers.heard("10.0.0.4:1", &beat("dddd", "10.0.0.4:1"));
+        peers.suspect("dddd");
+        let states: Vec<(String, MemberState)> = peers
+            .members()
+            .into_iter()
+            .map(|m| (m.id, m.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("bbbb".to_string(), MemberState::Live),
+                ("cccc".to_string(), MemberState::Draining),
+                ("dddd".to_string(), MemberState::Suspected),
+            ]
+        );
     }
 
     #[test]

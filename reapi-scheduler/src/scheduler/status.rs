@@ -35,6 +35,18 @@ pub(super) fn pools(state: &State) -> BTreeMap<Arc<str>, (PoolSummary, ExecutorP
 }
 
 impl Scheduler {
+    /// Linked workers: (taking leases, draining or leaving).
+    pub fn worker_states(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        let draining = state
+            .workers
+            .by_conn
+            .values()
+            .filter(|w| w.draining || w.leaving)
+            .count();
+        (state.workers.by_conn.len() - draining, draining)
+    }
+
     /// This scheduler's part of the status page: everything but its peers
     /// and the action cache's figures.
     pub fn status(&self) -> ClusterStatus {

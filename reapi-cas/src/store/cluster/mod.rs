@@ -22,6 +22,7 @@ mod find_missing;
 mod peers;
 mod read;
 pub mod repair;
+mod repair_metrics;
 mod write;
 
 #[cfg(test)]

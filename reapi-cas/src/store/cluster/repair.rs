@@ -16,7 +16,7 @@
 //! Copies are limited in bytes per second and in number at once, so repair
 //! does not starve builds of disk and network.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use reapi_core::cluster::placement::Placement;
 use reapi_core::{Digest, Result};
 
 use super::read::copy_blob;
+use super::repair_metrics::RepairProgress;
 use super::ClusterStore;
 
 /// Digests handled per round: bounds the memory of one pass.
@@ -83,6 +84,7 @@ pub struct Repairer {
     blobs: Arc<dyn LocalBlobs>,
     config: RepairConfig,
     limiter: Arc<RateLimiter>,
+    progress: Arc<RepairProgress>,
 }
 
 impl Repairer {
@@ -95,6 +97,7 @@ impl Repairer {
         let local = store.inner.local.clone()?;
         Some(Repairer {
             limiter: Arc::new(RateLimiter::new(config.bytes_per_second)),
+            progress: RepairProgress::new(),
             local_id: Arc::from(local.id.as_str()),
             local: local.store,
             store,
@@ -139,8 +142,15 @@ impl Repairer {
         self.run(&placement, true).await
     }
 
+    /// Blobs short of copies and bytes still to copy, as this repairer
+    /// knows them.
+    pub fn progress(&self) -> &RepairProgress {
+        &self.progress
+    }
+
     async fn run(&self, placement: &Placement, leaving: bool) -> RepairReport {
         let mut report = RepairReport::default();
+        self.progress.pass_started();
         let k = placement.copies_wanted(self.store.replica_count());
         if k == 0 {
             return report;
@@ -150,25 +160,39 @@ impl Repairer {
             for chunk in digests.chunks(CHUNK) {
                 let copies = self.plan(placement, k, instance, chunk, leaving).await;
                 report.checked += chunk.len() as u64;
-                let done: Vec<(u64, bool)> = stream::iter(copies)
+                // A blob's copies are next to each other in the plan.
+                let short = copies
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, (digest, _))| *i == 0 || copies[i - 1].0 != *digest)
+                    .count();
+                let bytes = copies.iter().map(|(digest, _)| digest.size()).sum();
+                self.progress.planned(short as u64, bytes);
+                let done: Vec<(Digest, bool)> = stream::iter(copies)
                     .map(|(digest, target)| async move {
                         self.limiter.take(digest.size()).await;
                         let result = self.copy(instance, &digest, &target).await;
                         if let Err(e) = &result {
                             tracing::warn!(%digest, member = %target, error = %e, "repair copy failed");
                         }
-                        (digest.size(), result.is_ok())
+                        self.progress.copy_ended(digest.size(), result.is_ok());
+                        (digest, result.is_ok())
                     })
                     .buffer_unordered(self.config.concurrency.max(1))
                     .collect()
                     .await;
-                for (size, ok) in done {
+                let mut repaired: HashMap<Digest, bool> = HashMap::with_capacity(short);
+                for (digest, ok) in done {
                     if ok {
                         report.copied += 1;
-                        report.copied_bytes += size;
+                        report.copied_bytes += digest.size();
                     } else {
                         report.failed += 1;
                     }
+                    *repaired.entry(digest).or_insert(true) &= ok;
+                }
+                for ok in repaired.into_values() {
+                    self.progress.blob_ended(ok);
                 }
             }
         }

@@ -753,6 +753,15 @@ async fn failed_copies_are_counted_and_the_rest_of_the_pass_goes_on() {
         },
     );
     assert_eq!(repairer.pass().await, expected, "the first pass");
+    // The blobs with a failed copy stay under-replicated; nothing is left
+    // to copy in this pass.
+    let short = blobs
+        .iter()
+        .filter(|b| targets(b).iter().any(|t| fails(t, b)))
+        .count();
+    assert!(short > 1);
+    assert_eq!(repairer.progress().under_replicated(), short as i64);
+    assert_eq!(repairer.progress().backlog_bytes(), 0);
     let to_full = blobs
         .iter()
         .filter(|b| targets(b).contains(&ids[3]))
@@ -782,6 +791,11 @@ async fn failed_copies_are_counted_and_the_rest_of_the_pass_goes_on() {
             ..mine
         },
         "worker-0's second pass"
+    );
+    assert_eq!(
+        repairer.progress().under_replicated(),
+        0,
+        "worker-0 made every copy it was to make"
     );
     let rest = sum([c.pass(&ids[1]).await, c.pass(&ids[2]).await]);
     assert_eq!(
