@@ -196,6 +196,73 @@ async fn miss_while_an_output_directory_is_incomplete() {
     }
 }
 
+/// DIRECTORY_ONLY results (REAPI 2.8; BuildStream and buildbox ask for
+/// them): an output directory named by its root `Directory` alone is
+/// accepted, and is a hit once every directory and file under it is in
+/// the CAS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_directory_only_results_are_walked_for_completeness() {
+    for setup in Setup::ALL {
+        let server = Server::start(setup).await;
+        let (mut ac, mut cas) = (server.ac(), server.cas());
+        let what = |s: &str| format!("{setup:?}: {s}");
+        let deep = b"file two directories down".to_vec();
+        let leaf = re::Directory {
+            files: vec![re::FileNode {
+                name: "deep".into(),
+                digest: Some(dig(&deep)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let middle = re::Directory {
+            directories: vec![re::DirectoryNode {
+                name: "leaf".into(),
+                digest: Some(dig_msg(&leaf)),
+            }],
+            ..Default::default()
+        };
+        let root = re::Directory {
+            directories: vec![re::DirectoryNode {
+                name: "middle".into(),
+                digest: Some(dig_msg(&middle)),
+            }],
+            ..Default::default()
+        };
+        let result = re::ActionResult {
+            output_directories: vec![re::OutputDirectory {
+                path: "out".into(),
+                root_directory_digest: Some(dig_msg(&root)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let action = action_key("directory only");
+        update_result(&mut ac, "", &action, &result).await.unwrap();
+        upload_msg(&mut cas, "", &root).await;
+        upload_msg(&mut cas, "", &middle).await;
+        // The leaf directory is missing, then its file.
+        assert_code(
+            get_result(&mut ac, "", &action).await,
+            Code::NotFound,
+            &what("leaf"),
+        );
+        upload_msg(&mut cas, "", &leaf).await;
+        assert_code(
+            get_result(&mut ac, "", &action).await,
+            Code::NotFound,
+            &what("deep"),
+        );
+        upload_one(&mut cas, "", &deep).await;
+        assert_eq!(
+            get_result(&mut ac, "", &action).await.unwrap(),
+            result,
+            "{setup:?}"
+        );
+        server.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inlines_what_the_client_asks_for() {
     for setup in Setup::ALL {
@@ -333,6 +400,19 @@ async fn update_validates_the_request() {
             ..Default::default()
         });
         bad_results.push(("short tree digest", r));
+        let mut r = good.clone();
+        r.output_directories.push(re::OutputDirectory {
+            path: "d".into(),
+            root_directory_digest: Some(upper.clone()),
+            ..Default::default()
+        });
+        bad_results.push(("uppercase root directory digest", r));
+        let mut r = good.clone();
+        r.output_directories.push(re::OutputDirectory {
+            path: "d".into(),
+            ..Default::default()
+        });
+        bad_results.push(("output directory with neither digest", r));
         for (name, bad) in bad_results {
             assert_code(
                 update_result(&mut ac, "", &action, &bad).await,

@@ -2,7 +2,7 @@
 //! refers to.
 
 use crate::digest::Digest;
-use crate::error::{ErrorExt, Result};
+use crate::error::{Error, ErrorExt, Result};
 use crate::proto::remote_execution::{ActionResult, Directory, Tree};
 
 /// Digests of the files and subdirectories a `Directory` names.
@@ -36,10 +36,14 @@ pub fn tree_file_digests(tree: &Tree) -> Result<Vec<Digest>> {
 }
 
 /// The blobs an `ActionResult` names directly: output files, output
-/// directory trees (not their contents) and stdout/stderr.
+/// directory trees and root directories (not their contents) and
+/// stdout/stderr. An output directory may name its `Tree`, its root
+/// `Directory` (REAPI 2.8, `DIRECTORY_ONLY`), or both; naming neither is
+/// INVALID_ARGUMENT.
 pub fn action_result_direct_digests(result: &ActionResult) -> Result<DirectDigests> {
     let mut blobs = Vec::new();
     let mut trees = Vec::new();
+    let mut roots = Vec::new();
     for file in &result.output_files {
         blobs.push(
             Digest::from_proto_field(file.digest.as_ref(), "output file digest")
@@ -47,10 +51,33 @@ pub fn action_result_direct_digests(result: &ActionResult) -> Result<DirectDiges
         );
     }
     for dir in &result.output_directories {
-        trees.push(
-            Digest::from_proto_field(dir.tree_digest.as_ref(), "tree digest")
-                .with_context(|| format!("output directory {:?}", dir.path))?,
-        );
+        let context = || format!("output directory {:?}", dir.path);
+        let tree = dir
+            .tree_digest
+            .as_ref()
+            .map(|d| Digest::from_proto(d).context("tree_digest"))
+            .transpose()
+            .with_context(context)?;
+        let root = dir
+            .root_directory_digest
+            .as_ref()
+            .map(|d| Digest::from_proto(d).context("root_directory_digest"))
+            .transpose()
+            .with_context(context)?;
+        match (tree, root) {
+            (Some(tree), root) => {
+                trees.push(tree);
+                // The Tree lists every directory; the root must be stored too.
+                blobs.extend(root);
+            }
+            (None, Some(root)) => roots.push(root),
+            (None, None) => {
+                return Err(Error::invalid_argument(format!(
+                    "output directory {:?} has neither tree_digest nor root_directory_digest",
+                    dir.path
+                )))
+            }
+        }
     }
     for digest in [&result.stdout_digest, &result.stderr_digest]
         .into_iter()
@@ -58,7 +85,11 @@ pub fn action_result_direct_digests(result: &ActionResult) -> Result<DirectDiges
     {
         blobs.push(Digest::from_proto(digest).context("stdout/stderr digest")?);
     }
-    Ok(DirectDigests { blobs, trees })
+    Ok(DirectDigests {
+        blobs,
+        trees,
+        roots,
+    })
 }
 
 /// What an `ActionResult` refers to, split by whether it must be opened.
@@ -68,6 +99,9 @@ pub struct DirectDigests {
     pub blobs: Vec<Digest>,
     /// `Tree` messages of output directories, whose files count too.
     pub trees: Vec<Digest>,
+    /// Root `Directory` messages of output directories that have no
+    /// `Tree`: their whole hierarchy counts too.
+    pub roots: Vec<Digest>,
 }
 
 #[cfg(test)]
@@ -97,6 +131,48 @@ mod tests {
         let direct = action_result_direct_digests(&result).unwrap();
         assert_eq!(direct.blobs, vec![a, out]);
         assert_eq!(direct.trees, vec![t]);
+        assert!(direct.roots.is_empty());
+    }
+
+    #[test]
+    fn output_directories_name_a_tree_a_root_or_both() {
+        let t = Digest::of_bytes(b"tree");
+        let r = Digest::of_bytes(b"root");
+        let dir = |tree: Option<Digest>, root: Option<Digest>| OutputDirectory {
+            path: "d".into(),
+            tree_digest: tree.map(|d| d.to_proto()),
+            root_directory_digest: root.map(|d| d.to_proto()),
+            ..Default::default()
+        };
+        let of = |dirs: Vec<OutputDirectory>| {
+            action_result_direct_digests(&ActionResult {
+                output_directories: dirs,
+                ..Default::default()
+            })
+        };
+        let root_only = of(vec![dir(None, Some(r))]).unwrap();
+        assert_eq!(
+            (root_only.trees, root_only.roots, root_only.blobs),
+            (vec![], vec![r], vec![])
+        );
+        let both = of(vec![dir(Some(t), Some(r))]).unwrap();
+        assert_eq!(
+            (both.trees, both.roots, both.blobs),
+            (vec![t], vec![], vec![r])
+        );
+        let neither = of(vec![dir(None, None)]).unwrap_err();
+        assert_eq!(neither.code(), tonic::Code::InvalidArgument);
+        assert!(
+            neither
+                .to_string()
+                .contains("neither tree_digest nor root_directory_digest"),
+            "{neither}"
+        );
+        let mut bad = dir(None, Some(r));
+        bad.root_directory_digest.as_mut().unwrap().hash = "xyz".into();
+        let bad = of(vec![bad]).unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+        assert!(bad.to_string().contains("root_directory_digest"), "{bad}");
     }
 
     #[test]

@@ -47,7 +47,9 @@ pub struct CommandSpec {
     /// True when the outputs came from the legacy fields, which decides how
     /// output symlinks are reported.
     pub legacy_outputs: bool,
-    /// The client wants `root_directory_digest` on output directories.
+    /// How output directories are reported: `tree_digest` (TREE_ONLY, the
+    /// default), `root_directory_digest` (DIRECTORY_ONLY), or both.
+    pub wants_trees: bool,
     pub wants_directory_digests: bool,
 }
 
@@ -89,16 +91,17 @@ impl CommandSpec {
             });
         }
 
-        let wants_directory_digests = matches!(
-            OutputDirectoryFormat::try_from(command.output_directory_format),
-            Ok(OutputDirectoryFormat::DirectoryOnly | OutputDirectoryFormat::TreeAndDirectory)
-        );
+        // An unknown format (a newer client) gets both forms.
+        let format = OutputDirectoryFormat::try_from(command.output_directory_format);
+        let wants_trees = !matches!(format, Ok(OutputDirectoryFormat::DirectoryOnly));
+        let wants_directory_digests = !matches!(format, Ok(OutputDirectoryFormat::TreeOnly));
         Ok(CommandSpec {
             arguments,
             environment,
             working_directory,
             outputs,
             legacy_outputs,
+            wants_trees,
             wants_directory_digests,
         })
     }

@@ -321,6 +321,37 @@ async fn directory_format_adds_root_directory_digests() {
     );
 }
 
+/// DIRECTORY_ONLY (BuildStream, buildbox): the root Directory and no Tree,
+/// neither named nor stored; every Directory of the output is stored.
+#[tokio::test]
+async fn directory_only_gives_the_root_directory_and_no_tree() {
+    let h = Harness::memory().await;
+    let root = h.upload_tree(&TreeSpec::new()).await;
+    let mut cmd = shell("mkdir -p d/e && printf x > d/e/f");
+    cmd.output_paths = vec!["d".into()];
+    cmd.output_directory_format = OutputDirectoryFormat::DirectoryOnly as i32;
+    let outcome = h.run(cmd.clone(), root).await.unwrap();
+    let dir = &outcome.result.output_directories[0];
+    assert!(dir.tree_digest.is_none(), "{dir:?}");
+    let root_digest = dir.root_directory_digest.as_ref().unwrap();
+    let root_dir = Directory::decode(Bytes::from(h.read_proto(root_digest).await)).unwrap();
+    assert_eq!(root_dir.directories[0].name, "e");
+    let child = h
+        .read_proto(root_dir.directories[0].digest.as_ref().unwrap())
+        .await;
+    let child = Directory::decode(Bytes::from(child)).unwrap();
+    assert_eq!(child.files[0].name, "f");
+
+    // The same command as TREE_ONLY: the Tree it would have stored is not
+    // in the CAS after the DIRECTORY_ONLY run.
+    cmd.output_directory_format = OutputDirectoryFormat::TreeOnly as i32;
+    let tree_only = h.run(cmd, root).await.unwrap();
+    let tree_dir = &tree_only.result.output_directories[0];
+    assert!(tree_dir.root_directory_digest.is_none(), "{tree_dir:?}");
+    let tree = h.tree(tree_dir.tree_digest.as_ref().unwrap()).await;
+    assert_eq!(tree.root.as_ref(), Some(&root_dir));
+}
+
 #[tokio::test]
 async fn outputs_of_a_failed_command_are_still_collected() {
     let h = Harness::memory().await;

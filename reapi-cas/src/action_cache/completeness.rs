@@ -7,14 +7,25 @@
 //! Build without the Bytes, rely on them staying), so they must be the last
 //! to be evicted.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
 use prost::Message;
-use reapi_core::proto::remote_execution::{ActionResult, Tree};
-use reapi_core::tree::{action_result_direct_digests, tree_file_digests};
+use reapi_core::proto::remote_execution::{ActionResult, Directory, Tree};
+use reapi_core::tree::{action_result_direct_digests, directory_children, tree_file_digests};
 use reapi_core::{ActionCache, BlobStore, Digest, ErrorExt, Result};
 use tonic::Code;
+
+/// Directories read at once while walking an output directory.
+const DIRECTORY_READS_AT_ONCE: usize = 32;
+
+/// The most directories an output directory without a `Tree` may have for
+/// its result to count as a hit: bounds the memory and reads of one
+/// lookup.
+const MAX_OUTPUT_DIRECTORIES: usize = 100_000;
 
 pub struct CompletenessCheckingActionCache {
     inner: Arc<dyn ActionCache>,
@@ -54,6 +65,12 @@ impl CompletenessCheckingActionCache {
             }
             wanted.push(*tree_digest);
         }
+        for root in &direct.roots {
+            match self.directory_hierarchy(instance, root).await? {
+                Some(blobs) => wanted.extend(blobs),
+                None => return Ok(false),
+            }
+        }
         wanted.sort_unstable();
         wanted.dedup();
         let missing = self
@@ -62,6 +79,60 @@ impl CompletenessCheckingActionCache {
             .await
             .context("checking the outputs of a cached action")?;
         Ok(missing.is_empty())
+    }
+}
+
+impl CompletenessCheckingActionCache {
+    /// Every blob under the root `Directory` of an output directory that
+    /// has no `Tree` (`DIRECTORY_ONLY`): its directories, read level by
+    /// level, and their files. `None` when a directory is missing, does
+    /// not decode, or there are more than [`MAX_OUTPUT_DIRECTORIES`].
+    async fn directory_hierarchy(
+        &self,
+        instance: &str,
+        root: &Digest,
+    ) -> Result<Option<Vec<Digest>>> {
+        let mut seen: HashSet<Digest> = HashSet::from([*root]);
+        let mut level = vec![*root];
+        let mut blobs = vec![*root];
+        while !level.is_empty() {
+            let fetched: Vec<(Digest, Result<Bytes>)> = stream::iter(level)
+                .map(|digest| async move { (digest, self.cas.get(instance, &digest).await) })
+                .buffer_unordered(DIRECTORY_READS_AT_ONCE)
+                .collect()
+                .await;
+            let mut next = Vec::new();
+            for (digest, bytes) in fetched {
+                let bytes = match bytes {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.code() == Code::NotFound => return Ok(None),
+                    Err(e) => return Err(e.context(format!("reading output directory {digest}"))),
+                };
+                let children = Directory::decode(bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|dir| directory_children(&dir).map_err(|e| e.to_string()));
+                let (files, dirs) = match children {
+                    Ok(children) => children,
+                    Err(e) => {
+                        tracing::warn!(directory = %digest, error = %e, "output directory does not decode");
+                        return Ok(None);
+                    }
+                };
+                blobs.extend(files);
+                for dir in dirs {
+                    if seen.insert(dir) {
+                        blobs.push(dir);
+                        next.push(dir);
+                    }
+                }
+            }
+            if seen.len() > MAX_OUTPUT_DIRECTORIES {
+                tracing::warn!(root = %root, "output directory has too many directories to check");
+                return Ok(None);
+            }
+            level = next;
+        }
+        Ok(Some(blobs))
     }
 }
 
@@ -94,8 +165,9 @@ mod tests {
     use super::*;
     use crate::action_cache::MemoryActionCache;
     use crate::store::MemoryStore;
-    use bytes::Bytes;
-    use reapi_core::proto::remote_execution::{Directory, FileNode, OutputDirectory, OutputFile};
+    use reapi_core::proto::remote_execution::{
+        DirectoryNode, FileNode, OutputDirectory, OutputFile,
+    };
 
     struct Fixture {
         cas: Arc<MemoryStore>,
@@ -153,6 +225,64 @@ mod tests {
         assert!(f.cache.get("", &action).await.unwrap().is_none());
         store(&f.cas, b"inside the tree").await;
         assert_eq!(f.cache.get("", &action).await.unwrap(), Some(result));
+    }
+
+    #[tokio::test]
+    async fn a_root_directory_without_a_tree_is_walked_to_its_last_file() {
+        let f = fixture();
+        let deep_file = Digest::of_bytes(b"deep file");
+        let leaf = Directory {
+            files: vec![FileNode {
+                name: "f".into(),
+                digest: Some(deep_file.to_proto()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let leaf_digest = Digest::of_bytes(&leaf.encode_to_vec());
+        // The leaf twice under the root: one copy to store and check.
+        let root = Directory {
+            directories: ["a", "b"]
+                .map(|name| DirectoryNode {
+                    name: name.into(),
+                    digest: Some(leaf_digest.to_proto()),
+                })
+                .to_vec(),
+            ..Default::default()
+        };
+        let root_digest = store(&f.cas, &root.encode_to_vec()).await;
+        let result = ActionResult {
+            output_directories: vec![OutputDirectory {
+                path: "d".into(),
+                root_directory_digest: Some(root_digest.to_proto()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let action = Digest::of_bytes(b"action");
+        f.cache.put("", &action, &result).await.unwrap();
+        assert!(f.cache.get("", &action).await.unwrap().is_none(), "no leaf");
+        store(&f.cas, &leaf.encode_to_vec()).await;
+        assert!(f.cache.get("", &action).await.unwrap().is_none(), "no file");
+        store(&f.cas, b"deep file").await;
+        assert_eq!(f.cache.get("", &action).await.unwrap(), Some(result));
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_root_directory_is_a_miss() {
+        let f = fixture();
+        let bogus = store(&f.cas, b"\xff\xff\xff\xff").await;
+        let result = ActionResult {
+            output_directories: vec![OutputDirectory {
+                path: "d".into(),
+                root_directory_digest: Some(bogus.to_proto()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let action = Digest::of_bytes(b"action");
+        f.cache.put("", &action, &result).await.unwrap();
+        assert!(f.cache.get("", &action).await.unwrap().is_none());
     }
 
     #[tokio::test]

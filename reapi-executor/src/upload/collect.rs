@@ -111,9 +111,12 @@ fn collect_one(
             ));
         }
         let built = build_tree(&path, hasher, blobs)?;
-        let tree_bytes = bytes::Bytes::from(prost::Message::encode_to_vec(&built.tree));
-        let tree_digest = Digest::of_bytes(&tree_bytes);
-        blobs.add_bytes(tree_digest, tree_bytes);
+        let tree_digest = spec.wants_trees.then(|| {
+            let tree_bytes = bytes::Bytes::from(prost::Message::encode_to_vec(&built.tree));
+            let tree_digest = Digest::of_bytes(&tree_bytes);
+            blobs.add_bytes(tree_digest, tree_bytes);
+            tree_digest.to_proto()
+        });
         let root_directory_digest = if spec.wants_directory_digests {
             for (digest, bytes) in built.directories {
                 blobs.add_bytes(digest, bytes);
@@ -124,7 +127,7 @@ fn collect_one(
         };
         result.output_directories.push(OutputDirectory {
             path: output.path.clone(),
-            tree_digest: Some(tree_digest.to_proto()),
+            tree_digest,
             is_topologically_sorted: false,
             root_directory_digest,
         });
