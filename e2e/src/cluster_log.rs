@@ -56,6 +56,14 @@ pub const ACTION_LOST_TOO_OFTEN: &str = "action lost its worker too often; faili
 /// requeued (`worker=ID leases=N reason="..."`).
 pub const WORKER_LOST: &str = "worker lost; its leases were requeued";
 
+/// Scheduler, info: a worker's link ended without a goodbye while it held
+/// no lease (`worker=ID reason=...`).
+pub const WORKER_DISCONNECTED: &str = "worker disconnected";
+
+/// Worker, warn: stopping, it waited in vain for a scheduler to read its
+/// last messages and close the link.
+pub const LINK_CLOSE_TIMED_OUT: &str = "the scheduler did not close the link in time";
+
 /// Scheduler, info: a worker said goodbye (`worker=ID reason=...`).
 pub const WORKER_LEAVING: &str = "worker is leaving";
 

@@ -19,6 +19,10 @@ use super::{Inner, LinkId};
 /// The shortest heartbeat interval a scheduler may ask for.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
 
+/// How long a stopping worker waits for a scheduler to read its last
+/// messages and close the link.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub(super) async fn run_link(
     inner: Arc<Inner>,
     connector: Arc<dyn SchedulerConnector>,
@@ -69,6 +73,18 @@ pub(super) async fn run_link(
                 };
                 inner.remove_link(link);
                 if *stopped.borrow() || *shutdown.borrow() {
+                    // The last results and the goodbye may still be queued:
+                    // with the link's sender gone, the request stream ends
+                    // after them. The scheduler ends its side once it has
+                    // read them; dropping the call before then would lose
+                    // them, and their actions would run again elsewhere.
+                    let flushed = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        while let Some(Ok(_)) = inbound.next().await {}
+                    })
+                    .await;
+                    if flushed.is_err() {
+                        tracing::warn!(scheduler = %target, timeout = ?CLOSE_TIMEOUT, "the scheduler did not close the link in time");
+                    }
                     tracing::info!(scheduler = %target, "link closed");
                     return;
                 }
