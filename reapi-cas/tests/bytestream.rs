@@ -313,8 +313,8 @@ async fn write_rejects_malformed_names_and_compression() {
     }
 }
 
-/// One message longer than the server decodes is refused by the transport
-/// with OUT_OF_RANGE, and the blob is not stored; the same blob in smaller
+/// One message longer than the server decodes is refused with
+/// RESOURCE_EXHAUSTED naming the limit, and the blob is not stored; the same blob in smaller
 /// messages is then accepted. A message above tonic's default limit (4 MiB)
 /// but within ours is accepted whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +329,9 @@ async fn write_of_a_message_over_the_limit_is_refused_and_stores_nothing() {
         let d = dig(&blob);
         let name = write_name("", &d);
         let result = write(&mut bs, vec![one_message(&name, 0, &blob, true)]).await;
-        assert_code(result, Code::OutOfRange, "a message over the limit");
+        let status = assert_code(result, Code::ResourceExhausted, "a message over the limit");
+        let limit = reapi_cas::service::MAX_DECODING_MESSAGE_SIZE.to_string();
+        assert!(status.message().contains(&limit), "{}", status.message());
         assert!(!is_present(&mut cas, "", &d).await, "{setup:?}");
         bs_upload(&mut bs, "", &blob, MIB).await;
         assert_eq!(read_blob(&mut bs, "", &d).await.unwrap(), blob, "{setup:?}");

@@ -347,9 +347,51 @@ async fn batch_update_over_the_limit_is_refused_whole() {
             Code::InvalidArgument,
             &format!("{setup:?} batch of {} bytes", a.len() + b.len()),
         );
-        assert!(status.message().contains("limit"), "{}", status.message());
+        // The limit named is the one enforced.
+        let enforced = format!("limit of {} bytes", MAX_BATCH + 256 * 1024);
+        assert!(
+            status.message().contains(&enforced),
+            "{:?} should name the {enforced}",
+            status.message()
+        );
         let query = [dig(&small), dig(&a), dig(&b)];
         assert_eq!(find_missing(&mut cas, "", &query).await, query.to_vec());
+        server.stop().await;
+    }
+}
+
+/// A request message over the server's decoding limit (16 MiB) is
+/// RESOURCE_EXHAUSTED, gRPC's code for a message too large, naming the
+/// size and the limit; nothing of it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_the_size_limit_are_resource_exhausted() {
+    for setup in Setup::ALL {
+        let server = Server::start(setup).await;
+        let mut cas = server.cas();
+        let limit = (4 * MAX_BATCH).to_string();
+        // 400 000 digests: about 30 MB.
+        let many: Vec<PDigest> = (0..400_000u64).map(|i| dig(&i.to_le_bytes())).collect();
+        let status = assert_code(
+            try_find_missing(&mut cas, "", &many).await,
+            Code::ResourceExhausted,
+            &format!("{setup:?}: FindMissingBlobs of {} digests", many.len()),
+        );
+        assert!(
+            status.message().contains(&limit) && status.message().contains("bytes"),
+            "{:?} should name the limit, {limit} bytes",
+            status.message()
+        );
+        // A 20 MiB batch.
+        let big = data(20 << 20, 50);
+        let status = assert_code(
+            cas.batch_update_blobs(update_request("", &[&big])).await,
+            Code::ResourceExhausted,
+            &format!("{setup:?}: BatchUpdateBlobs of 20 MiB"),
+        );
+        assert!(status.message().contains(&limit), "{}", status.message());
+        assert!(!is_present(&mut cas, "", &dig(&big)).await);
+        // The server still answers on the same connection.
+        assert!(find_missing(&mut cas, "", &[dig(b"after")]).await.len() == 1);
         server.stop().await;
     }
 }

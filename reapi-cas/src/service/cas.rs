@@ -93,10 +93,12 @@ impl ContentAddressableStorage for CasService {
         let req = request.into_inner();
         self.check(&req.instance_name, req.digest_function)?;
         let size = req.encoded_len();
-        if size > MAX_BATCH_TOTAL_SIZE + BATCH_MESSAGE_HEADROOM {
+        let limit = MAX_BATCH_TOTAL_SIZE + BATCH_MESSAGE_HEADROOM;
+        if size > limit {
             return Err(Error::invalid_argument(format!(
-                "BatchUpdateBlobs request is {size} bytes, over the {MAX_BATCH_TOTAL_SIZE}-byte \
-                 limit (max_batch_total_size_bytes); use ByteStream Write for large blobs"
+                "BatchUpdateBlobs request is {size} bytes, over the limit of {limit} bytes \
+                 (max_batch_total_size_bytes, {MAX_BATCH_TOTAL_SIZE}, plus room for the \
+                 digests); use ByteStream Write for large blobs"
             ))
             .into());
         }

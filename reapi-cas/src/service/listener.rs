@@ -30,7 +30,9 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .initial_stream_window_size(super::HTTP2_STREAM_WINDOW)
         .initial_connection_window_size(super::HTTP2_CONNECTION_WINDOW)
+        // Outermost first: the metrics count the status the client gets.
         .layer(super::rpc_metrics::RpcMetricsLayer)
+        .layer(super::message_size::MessageSizeLayer)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -9,6 +9,7 @@ pub mod capabilities;
 pub mod cas;
 pub mod inline;
 pub mod listener;
+pub mod message_size;
 pub mod ops_http;
 mod pending_uploads;
 pub mod rpc_metrics;
