@@ -645,7 +645,7 @@ async fn credentials_chain_child() {
 
 #[tokio::test]
 async fn frozen_server_times_out() {
-    let Some(f) = fixture().await else { return };
+    let Some(mut f) = fixture().await else { return };
     let (d, data) = blob(b"before the freeze");
     f.store.put("", &d, data.clone()).await.unwrap();
     // One attempt, so the test waits for one attempt timeout only.

@@ -10,12 +10,14 @@
 //! Buckets are created through `weed shell`, which talks to the master and
 //! needs no request signing.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
@@ -48,7 +50,15 @@ impl Ports {
     }
 
     /// Five ports below the ephemeral range whose gRPC twins (+10,000) are
-    /// free too.
+    /// free too, none of them given to another server of this process.
+    ///
+    /// Tests of one binary start servers in parallel: a port that is free
+    /// when picked may be picked again before either server binds it. The
+    /// server that loses finds it taken and exits, but the one that won
+    /// answers on it, so the loser's test could talk to another test's
+    /// server without knowing (freezing its own changed nothing, and a GET
+    /// it expected to time out returned the blob). Ports handed out stay
+    /// reserved for the life of the process.
     fn pick() -> Ports {
         let mut seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -62,12 +72,15 @@ impl Ports {
             seed ^= seed << 17;
             seed
         };
+        let mut reserved = RESERVED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
         let mut chosen = Vec::new();
         while chosen.len() < 5 {
             let port = 10_000 + (next() % 12_000) as u16;
-            if chosen.contains(&port) || !free(port) || !free(port + GRPC_OFFSET) {
+            let twin = port + GRPC_OFFSET;
+            if reserved.contains(&port) || reserved.contains(&twin) || !free(port) || !free(twin) {
                 continue;
             }
+            reserved.extend([port, twin]);
             chosen.push(port);
         }
         Ports {
@@ -79,6 +92,9 @@ impl Ports {
         }
     }
 }
+
+/// Every port (and gRPC twin) this process has given a server.
+static RESERVED_PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 fn free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
@@ -175,15 +191,24 @@ impl SeaweedFs {
     /// Stops the process without closing its sockets (SIGSTOP): the kernel
     /// still accepts connections, nothing answers. [`SeaweedFs::thaw`]
     /// resumes it.
-    pub fn freeze(&self) {
+    pub fn freeze(&mut self) {
         self.signal("-STOP");
     }
 
-    pub fn thaw(&self) {
+    pub fn thaw(&mut self) {
         self.signal("-CONT");
     }
 
-    fn signal(&self, signal: &str) {
+    fn signal(&mut self, signal: &str) {
+        let child = self.child.as_mut().expect("server running");
+        // Signalling the group of an exited server would succeed and do
+        // nothing: a test that freezes must know it froze something.
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "weed exited ({status}) before {signal}\n{}",
+                self.log_tail()
+            );
+        }
         let child = self.child.as_ref().expect("server running");
         let group = format!("-{}", child.id());
         let status = Command::new("kill")
@@ -338,4 +363,36 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Servers started in parallel by one test binary never share a port:
+    /// without the reservation, hundreds of picks made before any server
+    /// binds its ports collide.
+    #[test]
+    fn parallel_picks_never_share_a_port() {
+        let picks: Vec<Ports> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| (0..50).map(|_| Ports::pick()).collect::<Vec<_>>()))
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().expect("a picking thread panicked"))
+                .collect()
+        });
+        let mut seen = HashSet::new();
+        for ports in &picks {
+            for port in ports.all() {
+                for taken in [port, port + GRPC_OFFSET] {
+                    assert!(seen.insert(taken), "port {taken} was handed out twice");
+                }
+            }
+        }
+        assert_eq!(seen.len(), picks.len() * 10);
+    }
 }
