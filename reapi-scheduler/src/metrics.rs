@@ -140,6 +140,14 @@ impl Collector for SchedulerCollector {
         )?;
         encode_pool_family(
             &mut encoder,
+            "pool_queued_actions",
+            "Operations homed here waiting for an executor that the pool could run, by pool",
+            pools
+                .iter()
+                .map(|p| (p.pool.clone(), gauge_count(p.queued_actions))),
+        )?;
+        encode_pool_family(
+            &mut encoder,
             "workers",
             "Linked workers offering the pool",
             pools

@@ -1627,6 +1627,10 @@ async fn pool_metrics_follow_a_lease() {
         "{text}"
     );
     assert!(text.contains("reapi_linked_workers 1\n"), "{text}");
+    assert!(
+        text.contains(&format!("{} 0\n", line("pool_queued_actions"))),
+        "{text}"
+    );
     for member in [
         "reapi_cluster_members{kind=\"scheduler\",state=\"live\"} 1\n",
         "reapi_cluster_members{kind=\"worker\",state=\"live\"} 1\n",

@@ -62,6 +62,9 @@ pub struct PoolSummary {
     pub executors: u64,
     /// Executors running a lease of this scheduler.
     pub used_executors: u64,
+    /// Operations homed here, queued, that this pool could run (one that
+    /// several pools could run counts for each).
+    pub queued_actions: usize,
 }
 
 /// Workers and executors as this scheduler sees them, for status and

@@ -9,11 +9,10 @@ use reapi_core::platform::ExecutorProperties;
 
 use super::state::{LeasePhase, Phase, State};
 use super::{PoolSummary, Scheduler};
-use crate::status::{
-    ClusterStatus, MemberState, PoolStatus, RunningAction, WorkerMember, MAX_RUNNING_LISTED,
-};
+use crate::status::{ClusterStatus, MemberState, RunningAction, WorkerMember, MAX_RUNNING_LISTED};
 
-/// Each pool by its name, with its properties.
+/// Each pool by its name, with its properties; its queued actions counted
+/// by matching every queued operation's requirements.
 pub(super) fn pools(state: &State) -> BTreeMap<Arc<str>, (PoolSummary, ExecutorProperties)> {
     let mut pools: BTreeMap<Arc<str>, (PoolSummary, ExecutorProperties)> = BTreeMap::new();
     for worker in state.workers.by_conn.values() {
@@ -29,6 +28,17 @@ pub(super) fn pools(state: &State) -> BTreeMap<Arc<str>, (PoolSummary, ExecutorP
             summary.draining_workers += usize::from(worker.draining);
             summary.executors += u64::from(pool.capacity);
             summary.used_executors += u64::from(pool.capacity.saturating_sub(pool.free));
+        }
+    }
+    let queued = state
+        .active
+        .values()
+        .filter(|op| matches!(op.phase, Phase::Queued { .. }));
+    for op in queued {
+        for (summary, properties) in pools.values_mut() {
+            if properties.satisfies(&op.action.requirements) {
+                summary.queued_actions += 1;
+            }
         }
     }
     pools
@@ -54,18 +64,7 @@ impl Scheduler {
         let now = Instant::now();
         let pools = pools(&state)
             .into_values()
-            .map(|(summary, properties)| {
-                let runnable_queued = state
-                    .active
-                    .values()
-                    .filter(|op| matches!(op.phase, Phase::Queued { .. }))
-                    .filter(|op| properties.satisfies(&op.action.requirements))
-                    .count();
-                PoolStatus {
-                    summary,
-                    runnable_queued,
-                }
-            })
+            .map(|(summary, _)| summary)
             .collect();
         let mut workers: Vec<WorkerMember> = state
             .workers

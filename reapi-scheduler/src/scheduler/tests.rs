@@ -630,8 +630,8 @@ async fn status_shows_running_actions_with_their_labels_and_recent_failures() {
         (2, 2)
     );
     assert_eq!(status.pools.len(), 1);
-    assert_eq!(status.pools[0].summary.used_executors, 2);
-    assert_eq!(status.pools[0].runnable_queued, 1);
+    assert_eq!(status.pools[0].used_executors, 2);
+    assert_eq!(status.pools[0].queued_actions, 1);
 
     // The compile action fails, the other succeeds; the third runs and
     // finishes.

@@ -79,15 +79,6 @@ pub struct WorkerMember {
     pub last_heard: Duration,
 }
 
-/// A pool of executors and the actions waiting that it could run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PoolStatus {
-    pub summary: PoolSummary,
-    /// Queued actions this pool's properties satisfy (an action another
-    /// pool could also run counts for both).
-    pub runnable_queued: usize,
-}
-
 /// An action leased to a worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunningAction {
@@ -140,7 +131,7 @@ pub struct ClusterStatus {
     pub taken_at: SystemTime,
     pub schedulers: Vec<SchedulerMember>,
     pub workers: Vec<WorkerMember>,
-    pub pools: Vec<PoolStatus>,
+    pub pools: Vec<PoolSummary>,
     /// Operations homed here waiting for an executor.
     pub queued: usize,
     /// Operations homed here, queued or running.

@@ -50,7 +50,7 @@ fn write_page(out: &mut String, status: &ClusterStatus) -> fmt::Result {
 
 fn write_summary(out: &mut String, status: &ClusterStatus) -> fmt::Result {
     let (executors, used) = status.pools.iter().fold((0, 0), |(all, used), p| {
-        (all + p.summary.executors, used + p.summary.used_executors)
+        (all + p.executors, used + p.used_executors)
     });
     let hit_rate = match status.cache.hit_rate() {
         Some(rate) => format!("{:.1} %", rate * 100.0),
@@ -77,8 +77,7 @@ fn write_pools(out: &mut String, status: &ClusterStatus) -> fmt::Result {
     if status.pools.is_empty() {
         out.push_str("<tr><td colspan=\"6\">No worker is linked.</td></tr>\n");
     }
-    for pool in &status.pools {
-        let p = &pool.summary;
+    for p in &status.pools {
         writeln!(
             out,
             "<tr><td><code>{}</code></td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
@@ -88,7 +87,7 @@ fn write_pools(out: &mut String, status: &ClusterStatus) -> fmt::Result {
             p.draining_workers,
             p.used_executors,
             p.executors,
-            pool.runnable_queued
+            p.queued_actions
         )?;
     }
     out.push_str("</table></section>\n");
@@ -286,9 +285,7 @@ impl fmt::Display for Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{
-        CacheLookups, FailedAction, PoolStatus, RunningAction, SchedulerMember, WorkerMember,
-    };
+    use crate::status::{CacheLookups, FailedAction, RunningAction, SchedulerMember, WorkerMember};
     use crate::PoolSummary;
     use reapi_core::Digest;
     use std::time::SystemTime;
@@ -323,15 +320,13 @@ mod tests {
                 used_executors: 1,
                 last_heard: Duration::from_millis(1500),
             }],
-            pools: vec![PoolStatus {
-                summary: PoolSummary {
-                    pool: "OSFamily=linux cpus=4".into(),
-                    workers: 1,
-                    draining_workers: 1,
-                    executors: 4,
-                    used_executors: 1,
-                },
-                runnable_queued: 3,
+            pools: vec![PoolSummary {
+                pool: "OSFamily=linux cpus=4".into(),
+                workers: 1,
+                draining_workers: 1,
+                executors: 4,
+                used_executors: 1,
+                queued_actions: 3,
             }],
             queued: 3,
             active: 4,
