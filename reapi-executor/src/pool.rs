@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Both subdirectories are emptied when the pool starts (runs cut off by a
-//! crash leave theirs behind); nothing else in `work_dir` is touched. For
+//! crash leave theirs behind), after the processes such runs left running
+//! in `actions/` are killed; nothing else in `work_dir` is touched. For
 //! hardlinking, `work_dir` should be on the disk store's file system; when
 //! it is not, inputs are copied.
 //!
@@ -178,6 +179,9 @@ impl LocalExecutorPool {
         }
         let actions_dir = config.work_dir.join("actions");
         let executables_dir = config.work_dir.join("executables");
+        // Commands a killed predecessor left running would go on writing
+        // in the directories cleared next.
+        crate::sandbox::leftovers::kill_processes_in(&actions_dir);
         reset_dir(&actions_dir)?;
         reset_dir(&executables_dir)?;
         let identity = ActionIdentity::new(config.run_as);

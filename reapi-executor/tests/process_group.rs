@@ -121,3 +121,61 @@ async fn cancelling_kills_the_group_and_removes_the_action_directory() {
         .unwrap();
     assert_eq!(h.stdout(&outcome).await, "data");
 }
+
+/// A server or worker killed mid-action leaves its commands running,
+/// reparented to init, in their action directory. The next pool over the
+/// same work directory kills them before it clears the directory, so the
+/// next action starts clean and nothing stale writes into it.
+#[tokio::test]
+async fn a_new_pool_kills_what_a_killed_predecessor_left_running() {
+    use std::os::unix::process::CommandExt;
+
+    use reapi_cas::store::MemoryStore;
+    use reapi_executor::pool::{LocalExecutorConfig, LocalExecutorPool};
+
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let root = work.join("actions/0.1/root");
+    std::fs::create_dir_all(&root).unwrap();
+    // What a killed run leaves: a command and its background child, both
+    // orphans (the shell that started them exits), in the input root.
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "sh -c 'sleep 300 & echo $! >> {p}; sleep 300' & echo $! >> {p}",
+        p = pids.display()
+    );
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(&root)
+        .process_group(0)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        eventually(Duration::from_secs(5), || read_pids(&pids).len() == 2).await,
+        "the leftovers did not start"
+    );
+    let leftovers = read_pids(&pids);
+    assert!(leftovers.iter().all(|p| process_alive(*p)));
+
+    let cas: std::sync::Arc<dyn reapi_core::BlobStore> =
+        std::sync::Arc::new(MemoryStore::new(1 << 20));
+    let config = LocalExecutorConfig::new(&work).unwrap();
+    let sandbox = std::sync::Arc::new(config.process_sandbox());
+    let _pool = LocalExecutorPool::new(cas, None, sandbox, config)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || leftovers
+            .iter()
+            .all(|p| !process_alive(*p)))
+        .await,
+        "still running after the pool started: {leftovers:?}"
+    );
+    assert!(!root.exists(), "the old action directory was not cleared");
+    assert_eq!(
+        std::fs::read_dir(work.join("actions")).unwrap().count(),
+        0,
+        "the actions directory is not empty"
+    );
+}

@@ -8,6 +8,7 @@
 //! [`group`] owns a running process group.
 
 pub mod group;
+pub mod leftovers;
 mod process;
 pub mod resolve;
 mod spawner;
