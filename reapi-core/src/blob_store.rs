@@ -70,6 +70,15 @@ pub trait BlobWriter: Send + 'static {
     /// Verifies size and hash and makes the blob visible. On a mismatch
     /// (INVALID_ARGUMENT) nothing is stored.
     async fn commit(self: Box<Self>) -> Result<()>;
+
+    /// Called before an unfinished upload is parked for resumption: puts
+    /// what the writer buffers where it keeps the blob (a file) and lets
+    /// go of the buffers, so a parked upload costs no memory beyond a small
+    /// record. Writers that keep the blob in memory or cannot flush a
+    /// partial part keep the default, which does nothing.
+    async fn suspend(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Concatenates a chunk stream into one buffer; for callers that know the

@@ -17,7 +17,7 @@ use reapi_core::{BlobStore, BlobWriter, Error, ErrorExt, InstancePolicy, Result}
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::pending_uploads::{PendingUploads, UploadKey};
+use super::pending_uploads::{ActiveUpload, PendingUploads, UploadKey};
 use super::MAX_READ_CHUNK;
 
 /// Request metadata marking a Write that will never be resumed: the
@@ -30,7 +30,7 @@ pub const ONE_SHOT_UPLOAD_HEADER: &str = "reapi-one-shot-upload";
 pub struct ByteStreamService {
     store: Arc<dyn BlobStore>,
     instances: InstancePolicy,
-    pending: PendingUploads,
+    pending: Arc<PendingUploads>,
 }
 
 impl ByteStreamService {
@@ -38,7 +38,7 @@ impl ByteStreamService {
         ByteStreamService {
             store,
             instances,
-            pending: PendingUploads::default(),
+            pending: Arc::default(),
         }
     }
 
@@ -58,7 +58,11 @@ impl ByteStreamService {
         key: &UploadKey,
         offset: i64,
     ) -> Result<Box<dyn BlobWriter>> {
-        let parked = self.pending.take(key);
+        let parked = if offset == 0 {
+            self.pending.take(key)
+        } else {
+            self.pending.take_when_parked(key).await
+        };
         match parked {
             Some(writer) if offset >= 0 && offset as u64 == writer.committed_size() => Ok(writer),
             _ if offset == 0 => {
@@ -80,10 +84,33 @@ impl ByteStreamService {
         }
     }
 
-    fn keep_for_resume(&self, resumable: bool, key: UploadKey, writer: Box<dyn BlobWriter>) {
-        if resumable {
-            self.pending.park(key, writer);
+    /// Parks an unfinished upload for resumption, its buffers flushed to
+    /// where the blob is kept first; an upload that cannot be suspended is
+    /// dropped (its client starts again at 0). Done on a task of its own:
+    /// a client resetting its stream cancels this call, and the upload must
+    /// be parked all the same. The stream's registration (`progress`) lasts
+    /// until it is, so QueryWriteStatus and a resuming Write find it
+    /// meanwhile.
+    fn keep_for_resume(
+        &self,
+        resumable: bool,
+        key: UploadKey,
+        mut writer: Box<dyn BlobWriter>,
+        progress: ActiveUpload,
+    ) {
+        if !resumable {
+            return;
         }
+        let pending = Arc::clone(&self.pending);
+        tokio::spawn(async move {
+            match writer.suspend().await {
+                Ok(()) => pending.park(key, writer),
+                Err(e) => {
+                    tracing::warn!(error = %e, "an unfinished upload could not be parked; dropped")
+                }
+            }
+            drop(progress);
+        });
     }
 
     /// Runs one Write stream to its end and answers it, logging a failure.
@@ -145,7 +172,7 @@ impl ByteStreamService {
         loop {
             if message.write_offset < 0 || message.write_offset as u64 != writer.committed_size() {
                 let committed = writer.committed_size();
-                self.keep_for_resume(resumable, key, writer);
+                self.keep_for_resume(resumable, key, writer, progress);
                 return Err(Error::invalid_argument(format!(
                     "write_offset {} but {committed} bytes were committed",
                     message.write_offset
@@ -171,13 +198,13 @@ impl ByteStreamService {
             message = match stream.next().await {
                 Some(Ok(next)) => next,
                 None => {
-                    self.keep_for_resume(resumable, key, writer);
+                    self.keep_for_resume(resumable, key, writer, progress);
                     return Err(Error::invalid_argument(format!(
                         "Write stream for {digest} ended before finish_write"
                     )));
                 }
                 Some(Err(status)) => {
-                    self.keep_for_resume(resumable, key, writer);
+                    self.keep_for_resume(resumable, key, writer, progress);
                     return Err(Error::from(status).context(format!("Write stream for {digest}")));
                 }
             };

@@ -20,6 +20,7 @@ pub use bytestream::ByteStreamService;
 pub use bytestream_routes::ByteStreamRoutes;
 pub use capabilities::{CapabilitiesService, ExecutionSupport};
 pub use cas::CasService;
+pub use pending_uploads::{MAX_PARKED_PER_INSTANCE, MAX_PARKED_UPLOADS};
 pub use storage::StorageServices;
 
 /// `max_batch_total_size_bytes` advertised to clients. Batch reads are held

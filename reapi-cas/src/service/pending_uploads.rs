@@ -1,58 +1,87 @@
 //! Uploads whose ByteStream Write stream broke before `finish_write`, kept
-//! so the client can resume at `QueryWriteStatus`'s `committed_size`.
+//! so the client can resume at `QueryWriteStatus`'s `committed_size`
+//! (ADR 0002).
 //!
-//! Bounded in count and age: an upload that is not resumed in time is
-//! dropped, and dropping a `BlobWriter` deletes what it held.
+//! A parked upload is its writer, suspended first (its buffers flushed to
+//! its temporary file), and a small record. Bounded in count, per instance
+//! and in all (the oldest goes first), and in age: a task drops uploads not
+//! resumed within [`MAX_AGE`], and dropping a `BlobWriter` deletes what it
+//! held.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use reapi_core::resource_name::WriteResource;
 use reapi_core::BlobWriter;
+use tokio::time::Instant;
 
-const MAX_PARKED: usize = 1024;
-const MAX_AGE: Duration = Duration::from_secs(15 * 60);
+/// Parked uploads at most, in all and per instance.
+pub const MAX_PARKED_UPLOADS: usize = 1024;
+pub const MAX_PARKED_PER_INSTANCE: usize = 256;
+
+/// How long an upload waits to be resumed.
+pub const MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// How long a resuming Write waits for its upload's previous stream to
+/// be parked.
+const PARKING_WAIT: Duration = Duration::from_secs(10);
+
+/// How often expired uploads are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Identifies one upload: the same instance, uuid and digest.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct UploadKey(String);
+pub struct UploadKey {
+    instance: String,
+    rest: String,
+}
 
 impl UploadKey {
     pub fn of(resource: &WriteResource) -> Self {
-        UploadKey(format!(
-            "{}\0{}\0{}",
-            resource.instance_name, resource.uuid, resource.digest
-        ))
+        UploadKey {
+            instance: resource.instance_name.clone(),
+            rest: format!("{}\0{}", resource.uuid, resource.digest),
+        }
     }
 }
 
-type Parked = HashMap<UploadKey, (Box<dyn BlobWriter>, Instant)>;
+struct ParkedUpload {
+    writer: Box<dyn BlobWriter>,
+    at: Instant,
+}
 
-#[derive(Default)]
+type Parked = HashMap<UploadKey, ParkedUpload>;
+
 pub struct PendingUploads {
+    /// How long an upload waits to be resumed ([`MAX_AGE`]), and how often
+    /// expired ones are looked for.
+    max_age: Duration,
+    sweep_interval: Duration,
     parked: Mutex<Parked>,
+    /// Whether the task that drops expired uploads runs.
+    sweeping: AtomicBool,
     /// Uploads whose stream is open now, with the bytes received so far, so
     /// QueryWriteStatus can answer while a write is in progress.
     active: Mutex<HashMap<UploadKey, Arc<AtomicU64>>>,
 }
 
 /// Registration of an open Write stream; unregisters on drop.
-pub struct ActiveUpload<'a> {
-    uploads: &'a PendingUploads,
+pub struct ActiveUpload {
+    uploads: Arc<PendingUploads>,
     key: UploadKey,
     received: Arc<AtomicU64>,
 }
 
-impl ActiveUpload<'_> {
+impl ActiveUpload {
     pub fn set_received(&self, bytes: u64) {
         self.received.store(bytes, Ordering::Relaxed);
     }
 }
 
-impl Drop for ActiveUpload<'_> {
+impl Drop for ActiveUpload {
     fn drop(&mut self) {
         let mut active = self.uploads.active.lock();
         // A newer stream for the same upload may have replaced this entry.
@@ -65,19 +94,52 @@ impl Drop for ActiveUpload<'_> {
     }
 }
 
+impl Default for PendingUploads {
+    fn default() -> Self {
+        PendingUploads::with_max_age(MAX_AGE, SWEEP_INTERVAL)
+    }
+}
+
 impl PendingUploads {
-    /// Takes a parked upload out so one stream at a time continues it.
-    pub fn take(&self, key: &UploadKey) -> Option<Box<dyn BlobWriter>> {
-        self.parked.lock().remove(key).map(|(writer, _)| writer)
+    /// Uploads kept `max_age`, looked at every `sweep_interval`.
+    pub fn with_max_age(max_age: Duration, sweep_interval: Duration) -> Self {
+        PendingUploads {
+            max_age,
+            sweep_interval,
+            parked: Mutex::default(),
+            sweeping: AtomicBool::new(false),
+            active: Mutex::default(),
+        }
     }
 
-    /// Bytes a parked upload holds, if there is one.
+    /// Takes a parked upload out so one stream at a time continues it.
+    pub fn take(&self, key: &UploadKey) -> Option<Box<dyn BlobWriter>> {
+        self.parked.lock().remove(key).map(|parked| parked.writer)
+    }
+
+    /// [`PendingUploads::take`], but when the upload's previous stream is
+    /// still being parked (it ended, and its writer is being suspended),
+    /// waits for it: a client may resume as soon as QueryWriteStatus
+    /// answered.
+    pub async fn take_when_parked(&self, key: &UploadKey) -> Option<Box<dyn BlobWriter>> {
+        let deadline = Instant::now() + PARKING_WAIT;
+        loop {
+            if let Some(writer) = self.take(key) {
+                return Some(writer);
+            }
+            if !self.active.lock().contains_key(key) || Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Registers an open Write stream for `key`.
-    pub fn track(&self, key: UploadKey, received: u64) -> ActiveUpload<'_> {
+    pub fn track(self: &Arc<Self>, key: UploadKey, received: u64) -> ActiveUpload {
         let counter = Arc::new(AtomicU64::new(received));
         self.active.lock().insert(key.clone(), counter.clone());
         ActiveUpload {
-            uploads: self,
+            uploads: Arc::clone(self),
             key,
             received: counter,
         }
@@ -91,32 +153,199 @@ impl PendingUploads {
         self.parked
             .lock()
             .get(key)
-            .map(|(writer, _)| writer.committed_size())
+            .map(|parked| parked.writer.committed_size())
     }
 
-    pub fn park(&self, key: UploadKey, writer: Box<dyn BlobWriter>) {
+    /// Uploads parked now.
+    #[cfg(test)]
+    fn parked(&self) -> usize {
+        self.parked.lock().len()
+    }
+
+    /// Parks `writer` (already suspended) for resumption, making room by
+    /// dropping expired uploads, then the oldest of its instance or of all.
+    pub fn park(self: &Arc<Self>, key: UploadKey, writer: Box<dyn BlobWriter>) {
+        self.start_sweeping();
         let now = Instant::now();
         // Writers are dropped outside the lock: dropping one deletes files.
-        let mut dropped = Vec::new();
+        let mut dropped = self.take_expired(now);
+        let mut crowded = 0;
         {
             let mut parked = self.parked.lock();
-            let expired: Vec<UploadKey> = parked
-                .iter()
-                .filter(|(_, (_, at))| now.duration_since(*at) > MAX_AGE)
-                .map(|(k, _)| k.clone())
-                .collect();
-            dropped.extend(expired.iter().filter_map(|k| parked.remove(k)));
-            if parked.len() >= MAX_PARKED {
-                let oldest = parked
+            let of_instance = parked.keys().filter(|k| k.instance == key.instance).count();
+            let oldest = |parked: &Parked, same_instance: bool| {
+                parked
                     .iter()
-                    .min_by_key(|(_, (_, at))| *at)
-                    .map(|(k, _)| k.clone());
-                dropped.extend(oldest.and_then(|k| parked.remove(&k)));
+                    .filter(|(k, _)| !same_instance || k.instance == key.instance)
+                    .min_by_key(|(_, p)| p.at)
+                    .map(|(k, _)| k.clone())
+            };
+            let full = if of_instance >= MAX_PARKED_PER_INSTANCE {
+                oldest(&parked, true)
+            } else if parked.len() >= MAX_PARKED_UPLOADS {
+                oldest(&parked, false)
+            } else {
+                None
+            };
+            if let Some(upload) = full.and_then(|k| parked.remove(&k)) {
+                dropped.push(upload.writer);
+                crowded += 1;
             }
-            parked.insert(key, (writer, now));
+            parked.insert(key, ParkedUpload { writer, at: now });
         }
-        if !dropped.is_empty() {
-            tracing::debug!(count = dropped.len(), "dropping abandoned uploads");
+        if crowded > 0 {
+            tracing::warn!(
+                max = MAX_PARKED_UPLOADS,
+                max_per_instance = MAX_PARKED_PER_INSTANCE,
+                "too many unfinished uploads parked; dropped the oldest"
+            );
         }
+        drop(dropped);
+    }
+
+    /// Drops the uploads parked longer than [`MAX_AGE`]; returns how many.
+    pub fn expire(&self) -> usize {
+        let expired = self.take_expired(Instant::now());
+        let count = expired.len();
+        if count > 0 {
+            tracing::info!(
+                count,
+                max_age = ?self.max_age,
+                "dropped unfinished uploads not resumed in time"
+            );
+        }
+        count
+    }
+
+    fn take_expired(&self, now: Instant) -> Vec<Box<dyn BlobWriter>> {
+        let mut parked = self.parked.lock();
+        let expired: Vec<UploadKey> = parked
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.at) > self.max_age)
+            .map(|(k, _)| k.clone())
+            .collect();
+        expired
+            .iter()
+            .filter_map(|k| parked.remove(k))
+            .map(|p| p.writer)
+            .collect()
+    }
+
+    /// Starts, once, the task that drops expired uploads; it ends with the
+    /// service.
+    fn start_sweeping(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::Relaxed);
+            return;
+        };
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let every = self.sweep_interval;
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(uploads) = weak.upgrade() else {
+                    return;
+                };
+                uploads.expire();
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use reapi_core::Result;
+    use tokio::time::sleep;
+
+    /// A writer that counts its drops.
+    struct Counted(Arc<AtomicU64>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[async_trait]
+    impl BlobWriter for Counted {
+        async fn write(&mut self, _: Bytes) -> Result<()> {
+            Ok(())
+        }
+        fn committed_size(&self) -> u64 {
+            7
+        }
+        async fn commit(self: Box<Self>) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn key(instance: &str, n: usize) -> UploadKey {
+        UploadKey {
+            instance: instance.to_string(),
+            rest: n.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn parked_uploads_expire_on_time_without_further_traffic() {
+        let age = Duration::from_millis(400);
+        let sweep = Duration::from_millis(50);
+        let uploads = Arc::new(PendingUploads::with_max_age(age, sweep));
+        let dropped = Arc::new(AtomicU64::new(0));
+        uploads.park(key("", 1), Box::new(Counted(dropped.clone())));
+        assert_eq!(uploads.committed_size(&key("", 1)), Some(7));
+        sleep(age / 2).await;
+        assert_eq!(uploads.parked(), 1, "dropped too early");
+        // No other upload comes; the sweeping task drops it.
+        sleep(age + sweep * 4).await;
+        assert_eq!(uploads.parked(), 0);
+        assert_eq!(dropped.load(Ordering::SeqCst), 1);
+        assert_eq!(uploads.committed_size(&key("", 1)), None);
+    }
+
+    #[tokio::test]
+    async fn an_instance_cannot_take_every_place() {
+        let uploads = Arc::new(PendingUploads::default());
+        let dropped = Arc::new(AtomicU64::new(0));
+        for n in 0..MAX_PARKED_PER_INSTANCE + 10 {
+            uploads.park(key("greedy", n), Box::new(Counted(dropped.clone())));
+        }
+        assert_eq!(uploads.parked(), MAX_PARKED_PER_INSTANCE);
+        assert_eq!(dropped.load(Ordering::SeqCst), 10);
+        // The oldest went first.
+        assert_eq!(uploads.committed_size(&key("greedy", 0)), None);
+        assert_eq!(
+            uploads.committed_size(&key("greedy", MAX_PARKED_PER_INSTANCE + 9)),
+            Some(7)
+        );
+        // Another instance still parks.
+        uploads.park(key("other", 0), Box::new(Counted(dropped.clone())));
+        assert_eq!(uploads.committed_size(&key("other", 0)), Some(7));
+        assert_eq!(dropped.load(Ordering::SeqCst), 10);
+    }
+
+    #[tokio::test]
+    async fn the_total_is_bounded_too() {
+        let uploads = Arc::new(PendingUploads::default());
+        let dropped = Arc::new(AtomicU64::new(0));
+        let instances = MAX_PARKED_UPLOADS / MAX_PARKED_PER_INSTANCE + 2;
+        for i in 0..instances {
+            for n in 0..MAX_PARKED_PER_INSTANCE {
+                uploads.park(key(&i.to_string(), n), Box::new(Counted(dropped.clone())));
+            }
+        }
+        assert_eq!(uploads.parked(), MAX_PARKED_UPLOADS);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst) as usize,
+            instances * MAX_PARKED_PER_INSTANCE - MAX_PARKED_UPLOADS
+        );
     }
 }

@@ -188,6 +188,14 @@ impl BlobWriter for TeeWriter {
         self.remote.committed_size()
     }
 
+    async fn suspend(&mut self) -> Result<()> {
+        self.remote.suspend().await?;
+        match &mut self.local {
+            Some(local) => local.suspend().await,
+            None => Ok(()),
+        }
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         let TeeWriter { remote, local } = *self;
         // A local copy must never exist without the remote one: on a remote

@@ -279,6 +279,11 @@ impl BlobWriter for ReplicatedWriter {
         self.received
     }
 
+    async fn suspend(&mut self) -> Result<()> {
+        let results = join_all(self.writers.iter_mut().map(|(_, w)| w.suspend())).await;
+        results.into_iter().collect()
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
         if self.wanted == 0 {
             if self.received != 0 {

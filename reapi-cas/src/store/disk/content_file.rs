@@ -30,8 +30,11 @@ const STAGING_BYTES: usize = 1 << 20;
 /// A temp file being filled with one blob's bytes, in order.
 pub(super) struct ContentFile {
     file: File,
-    /// Set while the file is open with `O_DIRECT`.
+    /// Set while the file is open with `O_DIRECT`, unless suspended.
     staging: Option<AlignedBuffer>,
+    /// Suspended (see [`ContentFile::suspend`]): the file is still
+    /// `O_DIRECT` and this is the staged data past the last aligned write.
+    suspended_tail: Option<Vec<u8>>,
 }
 
 impl ContentFile {
@@ -53,6 +56,7 @@ impl ContentFile {
                     return Ok(ContentFile {
                         file,
                         staging: Some(AlignedBuffer::new(STAGING_BYTES)),
+                        suspended_tail: None,
                     })
                 }
                 // EINVAL: no O_DIRECT on this file system. The failed open
@@ -66,7 +70,32 @@ impl ContentFile {
         Ok(ContentFile {
             file: open(0)?,
             staging: None,
+            suspended_tail: None,
         })
+    }
+
+    /// Writes the aligned part of what is staged and frees the staging
+    /// buffer, keeping only the rest (under [`ALIGN`] bytes): an upload
+    /// parked for resumption holds no megabyte buffer. The next write
+    /// stages again.
+    pub(super) fn suspend(&mut self) -> io::Result<()> {
+        let Some(staging) = self.staging.take() else {
+            return Ok(());
+        };
+        let staged = staging.filled();
+        let aligned = staged.len() - staged.len() % ALIGN;
+        self.file.write_all(&staged[..aligned])?;
+        self.suspended_tail = Some(staged[aligned..].to_vec());
+        Ok(())
+    }
+
+    /// Stages again after [`ContentFile::suspend`].
+    fn resume(&mut self) {
+        if let Some(tail) = self.suspended_tail.take() {
+            let mut staging = AlignedBuffer::new(STAGING_BYTES);
+            staging.fill_from(&tail);
+            self.staging = Some(staging);
+        }
     }
 
     /// Whether writes bypass the page cache.
@@ -77,6 +106,7 @@ impl ContentFile {
 
     /// Appends `data`.
     pub(super) fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        self.resume();
         let Some(staging) = &mut self.staging else {
             return self.file.write_all(data);
         };
@@ -94,6 +124,7 @@ impl ContentFile {
     /// Writes whatever is staged; afterwards the file is an ordinary
     /// buffered one (ready for `fdatasync`).
     pub(super) fn finish(&mut self) -> io::Result<&File> {
+        self.resume();
         if let Some(staging) = self.staging.take() {
             let staged = staging.filled();
             let aligned = staged.len() - staged.len() % ALIGN;
@@ -214,6 +245,26 @@ mod tests {
                 data,
                 "len {len}, piece {piece}"
             );
+        }
+    }
+
+    /// Suspending between pieces (a parked upload) frees the staging
+    /// buffer and keeps every byte, in order, aligned or not.
+    #[test]
+    fn suspended_writes_keep_every_byte_and_free_the_staging_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        for (len, piece) in [(ALIGN * 3 + 17, 5000), (STAGING_BYTES + 4321, 300_001)] {
+            let data = pattern(len);
+            let path = dir.path().join(format!("suspended-{len}"));
+            let mut file = ContentFile::create(&path, 0o644, true).unwrap();
+            for part in data.chunks(piece) {
+                file.write(part).unwrap();
+                file.suspend().unwrap();
+                assert!(file.staging.is_none(), "the staging buffer is kept");
+                assert!(file.suspended_tail.as_ref().is_none_or(|t| t.len() < ALIGN));
+            }
+            file.finish().unwrap().sync_data().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), data, "len {len}");
         }
     }
 

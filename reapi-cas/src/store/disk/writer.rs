@@ -399,6 +399,43 @@ impl BlobWriter for DiskWriter {
         self.received
     }
 
+    async fn suspend(&mut self) -> Result<()> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        if self.buffered_len > 0 {
+            if let Err(err) = self.flush().await {
+                return Err(self.fail(err));
+            }
+        }
+        // The batch in flight lands in the file and the hashing catches
+        // up: nothing holds a chunk any more. A later write starts them
+        // again.
+        let sink = match self.take_sink().await {
+            Ok(mut sink) => {
+                blocking(move || {
+                    if let Some(file) = &mut sink.file {
+                        file.suspend()
+                            .map_err(|e| Error::io("suspending an upload's temp file", e))?;
+                    }
+                    Ok(sink)
+                })
+                .await
+            }
+            Err(err) => Err(err),
+        };
+        let hasher = self.take_hasher().await;
+        match (sink, hasher) {
+            (Ok(sink), Ok(hasher)) => {
+                self.sink = Some(sink);
+                self.hasher = Some(hasher);
+                self.buffered = Vec::new();
+                Ok(())
+            }
+            (Err(err), _) | (_, Err(err)) => Err(self.fail(err)),
+        }
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
         if let Some(err) = self.failed.take() {
             return Err(err);
