@@ -80,6 +80,31 @@ pub const EXECUTE_FORWARDED: &str = "Execute forwarded to the action's home";
 
 /// The lines of `log` whose message is `message`: the text after the
 /// event's target (`module::path: `) starts with it.
+/// Panics unless worker `i`'s log says it drained once, with every lease
+/// finished and reported, nothing abandoned or stopped, and its links
+/// closed by the schedulers in time.
+pub fn assert_drained_cleanly(log: &str, i: usize) {
+    assert_eq!(
+        count(log, DRAINED),
+        1,
+        "worker {i} did not log `{DRAINED}`:\n{log}"
+    );
+    for message in [
+        DRAIN_ABANDONED,
+        LEASE_WITHOUT_RESULT,
+        LINK_RUNS_STOPPED,
+        LINK_LOST,
+        LINK_CLOSE_TIMED_OUT,
+    ] {
+        let lines = lines_with(log, message);
+        assert!(
+            lines.is_empty(),
+            "drained worker {i} logged `{message}`:\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
 pub fn lines_with<'a>(log: &'a str, message: &str) -> Vec<&'a str> {
     log.lines()
         .filter(|line| message_of(line).is_some_and(|m| m.starts_with(message)))

@@ -164,6 +164,21 @@ pub fn build_during<T>(
 /// passed, and Bazel did not warn about remote execution. Returns the
 /// summary.
 pub fn assert_all_remote(bazel: &Bazel, output: &Output) -> ProcessSummary {
+    let summary = assert_ran_remotely(output, ACTIONS);
+    assert_eq!(
+        summary.non_internal(),
+        ACTIONS,
+        "{}: {summary}",
+        output.command
+    );
+    assert_check_output(bazel);
+    summary
+}
+
+/// Panics unless the build succeeded with exactly `actions` actions
+/// executed, all remotely (nothing local, no cache hit), with no error and
+/// no warning about remote execution. Returns the summary.
+pub fn assert_ran_remotely(output: &Output, actions: u64) -> ProcessSummary {
     assert!(
         output.status.success(),
         "{} failed ({})\n{}",
@@ -173,17 +188,15 @@ pub fn assert_all_remote(bazel: &Bazel, output: &Output) -> ProcessSummary {
     );
     let summary = output.summary();
     assert!(
-        summary.non_internal() == ACTIONS
-            && summary.executed() == BTreeMap::from([(REMOTE, ACTIONS)])
+        summary.executed() == BTreeMap::from([(REMOTE, actions)])
             && summary.count(crate::summary::REMOTE_CACHE_HIT) == 0,
-        "{}: every one of the {ACTIONS} actions should have run remotely (`{ACTIONS} remote`, \
+        "{}: every one of the {actions} actions should have run remotely (`{actions} remote`, \
          nothing local, no cache hit), but the summary is: {summary}\n{}",
         output.command,
         output.dump()
     );
     assert_no_remote_warnings(output);
     assert_no_errors(output);
-    assert_check_output(bazel);
     summary
 }
 

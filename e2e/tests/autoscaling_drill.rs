@@ -81,7 +81,7 @@
 //! Skipped when Bazel is not installed, except on CI (`CI=true`), where
 //! that is a failure.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
 use std::process::ExitStatus;
@@ -89,13 +89,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reapi_e2e::bazel::{bazel_or_skip, Bazel};
-use reapi_e2e::checks::{args, assert_all_cache_hits, assert_no_remote_warnings};
+use reapi_e2e::checks::{args, assert_all_cache_hits};
 use reapi_e2e::cluster_log::{self, lease_counts, worker_leases};
 use reapi_e2e::cluster_workspace::{
-    self, assert_no_errors, build_during, remote_execution_flags, REMOTE, TARGETS,
+    self, assert_no_errors, assert_ran_remotely, build_during, remote_execution_flags, TARGETS,
 };
 use reapi_e2e::metrics::{http_get, HttpResponse, Metrics, MetricsPort};
-use reapi_e2e::summary::REMOTE_CACHE_HIT;
 use reapi_test_support::launch::cluster::{Cluster, ClusterOptions, SCHEDULER};
 
 /// The execution pool's bounds.
@@ -656,23 +655,7 @@ fn autoscaling_drill_grows_and_drains_the_pool_during_a_build() {
     }
 
     // The build: every action ran remotely, every output is right.
-    assert!(
-        output.status.success(),
-        "{} failed ({})\n{}",
-        output.command,
-        output.status,
-        output.dump()
-    );
-    let summary = output.summary();
-    assert_eq!(
-        summary.executed(),
-        BTreeMap::from([(REMOTE, ACTIONS)]),
-        "every one of the {ACTIONS} genrules should have run remotely, but: {summary}\n{}",
-        output.dump()
-    );
-    assert_eq!(summary.count(REMOTE_CACHE_HIT), 0, "{summary}");
-    assert_no_remote_warnings(&output);
-    assert_no_errors(&output);
+    let summary = assert_ran_remotely(&output, ACTIONS);
     assert_outputs(&bazel);
     eprintln!("built in {:.1?}: {summary}", output.elapsed);
 
@@ -730,27 +713,7 @@ fn autoscaling_drill_grows_and_drains_the_pool_during_a_build() {
             "worker {i} exited with {status} {took:.1?} after SIGTERM\n{}",
             cluster.worker_mut(i).report(Some(50))
         );
-        let log = cluster.worker(i).log();
-        assert_eq!(
-            cluster_log::count(&log, cluster_log::DRAINED),
-            1,
-            "worker {i} did not log `{}`:\n{log}",
-            cluster_log::DRAINED
-        );
-        for message in [
-            cluster_log::DRAIN_ABANDONED,
-            cluster_log::LEASE_WITHOUT_RESULT,
-            cluster_log::LINK_RUNS_STOPPED,
-            cluster_log::LINK_LOST,
-            cluster_log::LINK_CLOSE_TIMED_OUT,
-        ] {
-            let lines = cluster_log::lines_with(&log, message);
-            assert!(
-                lines.is_empty(),
-                "drained worker {i} logged `{message}`:\n{}",
-                lines.join("\n")
-            );
-        }
+        cluster_log::assert_drained_cleanly(&cluster.worker(i).log(), i);
         let mut accepted = leases[i].accepted.clone();
         let mut succeeded: Vec<String> = leases[i]
             .finished

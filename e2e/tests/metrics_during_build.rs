@@ -29,7 +29,6 @@
 //! Skipped when Bazel is not installed, except on CI (`CI=true`), where
 //! that is a failure.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::SocketAddr;
@@ -38,15 +37,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reapi_e2e::bazel::{bazel_or_skip, Bazel};
-use reapi_e2e::checks::{
-    args, assert_all_cache_hits, assert_no_remote_warnings, remote_flags_for_url,
-};
+use reapi_e2e::checks::{args, assert_all_cache_hits, remote_flags_for_url};
 use reapi_e2e::cluster_log;
 use reapi_e2e::cluster_workspace::{
-    self, assert_no_errors, build_during, fresh_salt, salt_flags, RunningBuild, REMOTE,
+    self, assert_ran_remotely, build_during, fresh_salt, salt_flags, RunningBuild,
 };
 use reapi_e2e::metrics::{http_get, HttpResponse, Metrics, MetricsPort};
-use reapi_e2e::summary::REMOTE_CACHE_HIT;
 use reapi_test_support::launch::cluster::{Cluster, ClusterOptions, SCHEDULER, WORKER};
 
 /// Workers, and executors each.
@@ -337,23 +333,7 @@ fn metrics_follow_a_remote_build() {
     eprintln!("during the build: {peaks:?}");
 
     // The build: every action ran remotely.
-    assert!(
-        output.status.success(),
-        "{} failed ({})\n{}",
-        output.command,
-        output.status,
-        output.dump()
-    );
-    let summary = output.summary();
-    assert_eq!(
-        summary.executed(),
-        BTreeMap::from([(REMOTE, ACTIONS)]),
-        "every one of the {ACTIONS} genrules should have run remotely, but: {summary}\n{}",
-        output.dump()
-    );
-    assert_eq!(summary.count(REMOTE_CACHE_HIT), 0, "{summary}");
-    assert_no_remote_warnings(&output);
-    assert_no_errors(&output);
+    let summary = assert_ran_remotely(&output, ACTIONS);
     for i in 0..ACTIONS {
         let path = bazel.bin_dir().join(format!("sleep{i}.txt"));
         let text = fs::read_to_string(&path)
