@@ -40,8 +40,12 @@ const KILL_AFTER: usize = 20;
 const MID_BUILD_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// How long the storage workers may take to hold every blob after the
-/// build: nothing but read repairs should be left to do.
+/// build: read repairs, and the copies of writes the kill cut off, which
+/// the storage workers' repair passes (every [`REPAIR_PERIOD`]) make.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The storage workers' `--repair_period`.
+const REPAIR_PERIOD: &str = "2s";
 
 /// The scheduler's message when the cluster CAS's members change, followed
 /// by their ids.
@@ -54,8 +58,12 @@ fn killing_the_whole_execution_pool_loses_no_blob() {
     };
     let bazel = cluster_workspace::bazel(bazel_path);
     let mut cluster = Cluster::start(1, 0, ClusterOptions::default());
+    // A write cut off by the kill may have reached some storage workers
+    // and not others; their periodic repair pass completes it, here often
+    // enough to finish within the settle time.
     let storage_only = ClusterOptions {
         executors: 0,
+        worker_args: vec!["--repair_period".to_string(), REPAIR_PERIOD.to_string()],
         ..cluster.options().clone()
     };
     let execution_only = ClusterOptions {

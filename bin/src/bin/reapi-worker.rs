@@ -111,7 +111,11 @@ async fn work(config: WorkerProcessConfig) -> Result<(), String> {
                 tracing::info!(%address, replica_space, "serving this worker's share of the cluster CAS");
                 blob_server = Some(BlobServer { stop, task });
                 repairer = storage.cluster.clone().and_then(|cluster| {
-                    Repairer::new(cluster, disk.clone(), RepairConfig::default())
+                    let mut repair = RepairConfig::default();
+                    if let Some(period) = config.repair_period {
+                        repair.period = period;
+                    }
+                    Repairer::new(cluster, disk.clone(), repair)
                 });
                 worker_config.address = address;
                 worker_config.replica_space = *replica_space;

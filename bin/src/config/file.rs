@@ -29,6 +29,8 @@ pub struct FileConfig {
     pub heartbeat_timeout: Option<String>,
     pub orphan_timeout: Option<String>,
     pub drain_grace: Option<String>,
+    /// How often a worker's repair runs without a membership change.
+    pub repair_period: Option<String>,
     /// How long used blobs are protected from eviction, e.g. "3h".
     pub default_replica_timeout: Option<String>,
     /// Copies of every blob in the cluster CAS.

@@ -68,6 +68,10 @@ pub struct WorkerFlags {
     /// On SIGTERM, how long running actions may take to finish.
     #[arg(long = "drain_grace", value_name = "DURATION", value_parser = parse_duration_flag)]
     pub drain_grace: Option<Duration>,
+    /// How often this worker's repair runs without a membership change, to
+    /// finish copies that failed or were cut off (default 5m).
+    #[arg(long = "repair_period", value_name = "DURATION", value_parser = parse_duration_flag)]
+    pub repair_period: Option<Duration>,
 }
 
 /// Where a worker's CAS is.
@@ -95,6 +99,8 @@ pub struct WorkerProcessConfig {
     pub executors: Option<usize>,
     pub platform: Vec<String>,
     pub drain_grace: Duration,
+    /// `None`: the repairer's default.
+    pub repair_period: Option<Duration>,
 }
 
 impl WorkerProcessConfig {
@@ -136,6 +142,10 @@ impl WorkerProcessConfig {
                 .drain_grace
                 .or(FileConfig::duration(&file.drain_grace, "drain_grace")?)
                 .unwrap_or(DEFAULT_DRAIN_GRACE),
+            repair_period: flags
+                .repair_period
+                .or(FileConfig::duration(&file.repair_period, "repair_period")?)
+                .filter(|period| !period.is_zero()),
         })
     }
 }
@@ -163,6 +173,19 @@ mod tests {
             "--disk_size",
             "2G",
         ]);
+        let with_period = WorkerFlags::parse_from([
+            "reapi-worker",
+            "--schedulers",
+            "sched-a:8980",
+            "--repair_period",
+            "10s",
+        ]);
+        assert_eq!(
+            WorkerProcessConfig::load(with_period)
+                .unwrap()
+                .repair_period,
+            Some(Duration::from_secs(10))
+        );
         let config = WorkerProcessConfig::load(flags).unwrap();
         assert_eq!(
             config.cas,
@@ -174,6 +197,7 @@ mod tests {
             }
         );
         assert_eq!(config.drain_grace, Duration::from_secs(30));
+        assert_eq!(config.repair_period, None);
         let flags = WorkerFlags::parse_from([
             "reapi-worker",
             "--schedulers",
