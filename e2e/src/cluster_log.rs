@@ -231,6 +231,26 @@ impl WorkerLeases {
     pub fn unfinished(&self) -> usize {
         self.accepted.len().saturating_sub(self.finished.len())
     }
+
+    /// Panics unless the commands it finished with status 0 are exactly the
+    /// leases it accepted (as sets): every lease it took ran to success,
+    /// none was cut off.
+    pub fn assert_every_lease_succeeded(&self) {
+        let mut accepted = self.accepted.clone();
+        let mut succeeded: Vec<String> = self
+            .finished
+            .iter()
+            .filter(|(_, code)| *code == Some(0))
+            .map(|(digest, _)| digest.clone())
+            .collect();
+        accepted.sort();
+        succeeded.sort();
+        assert_eq!(
+            accepted, succeeded,
+            "worker {} ({}): the commands that finished with status 0 are not the leases it took",
+            self.index, self.id
+        );
+    }
 }
 
 /// What every worker of `cluster` logged about its leases so far.

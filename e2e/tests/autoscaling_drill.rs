@@ -714,20 +714,7 @@ fn autoscaling_drill_grows_and_drains_the_pool_during_a_build() {
             cluster.worker_mut(i).report(Some(50))
         );
         cluster_log::assert_drained_cleanly(&cluster.worker(i).log(), i);
-        let mut accepted = leases[i].accepted.clone();
-        let mut succeeded: Vec<String> = leases[i]
-            .finished
-            .iter()
-            .filter(|(_, code)| *code == Some(0))
-            .map(|(digest, _)| digest.clone())
-            .collect();
-        accepted.sort();
-        succeeded.sort();
-        assert_eq!(
-            accepted, succeeded,
-            "drained worker {i}: the commands that finished with status 0 are not the leases it \
-             took"
-        );
+        leases[i].assert_every_lease_succeeded();
         let of_worker = |message: &str| -> Vec<&str> {
             cluster_log::lines_with(&scheduler_log, message)
                 .into_iter()

@@ -42,20 +42,7 @@ fn one_scheduler_three_workers() {
             worker.index,
             worker.id
         );
-        let mut accepted = worker.accepted.clone();
-        let mut finished: Vec<String> = worker
-            .finished
-            .iter()
-            .filter(|(_, code)| *code == Some(0))
-            .map(|(digest, _)| digest.clone())
-            .collect();
-        accepted.sort();
-        finished.sort();
-        assert_eq!(
-            accepted, finished,
-            "worker {} ({}): the commands that finished with status 0 are not the leases it took",
-            worker.index, worker.id
-        );
+        worker.assert_every_lease_succeeded();
     }
     eprintln!(
         "leases per worker: {:?}",

@@ -147,21 +147,7 @@ fn draining_two_workers_loses_nothing() {
             draining[0]
         );
         cluster_log::assert_drained_cleanly(&log, i);
-        let worker = &leases[i];
-        let mut accepted = worker.accepted.clone();
-        let mut finished: Vec<String> = worker
-            .finished
-            .iter()
-            .filter(|(_, code)| *code == Some(0))
-            .map(|(digest, _)| digest.clone())
-            .collect();
-        accepted.sort();
-        finished.sort();
-        assert_eq!(
-            accepted, finished,
-            "drained worker {i}: the commands that finished with status 0 are not the leases \
-             it took"
-        );
+        leases[i].assert_every_lease_succeeded();
     }
 
     // No action ran twice; the new worker took over some.
