@@ -863,3 +863,55 @@ async fn large_read_arrives_in_bounded_chunks() {
         server.stop().await;
     }
 }
+
+/// A disk fault (here the store's temp directory replaced by a file) is
+/// INTERNAL with an error id, and the client learns none of the server's
+/// paths: they stay in the server's log.
+#[tokio::test]
+async fn disk_faults_reach_clients_without_the_servers_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::disk_at(dir.path(), 1 << 30, None).await;
+    let (mut bs, mut cas) = (server.bs(), server.cas());
+    let tmp = dir.path().join("cas").join("tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    let server_dir = dir.path().to_str().unwrap().to_owned();
+
+    let big = data(2 * MIB, 77);
+    let streamed = write(
+        &mut bs,
+        write_msgs(&write_name("", &dig(&big)), &big, 0, 64 * KIB, true),
+    )
+    .await
+    .unwrap_err();
+    let small = data(100, 78);
+    let batched = cas
+        .batch_update_blobs(reapi_test_support::cas::update_request("", &[&small]))
+        .await
+        .unwrap()
+        .into_inner()
+        .responses
+        .remove(0)
+        .status
+        .unwrap();
+    for (what, code, message) in [
+        (
+            "Write",
+            streamed.code() as i32,
+            streamed.message().to_owned(),
+        ),
+        ("BatchUpdateBlobs", batched.code, batched.message),
+    ] {
+        assert_eq!(code, Code::Internal as i32, "{what}: {message}");
+        assert!(
+            !message.contains(&server_dir),
+            "{what} leaks a path: {message}"
+        );
+        assert!(message.contains("<path>"), "{what}: {message}");
+        assert!(message.contains("error id"), "{what}: {message}");
+    }
+    assert!(!is_present(&mut cas, "", &dig(&big)).await);
+    assert!(!is_present(&mut cas, "", &dig(&small)).await);
+    drop((bs, cas));
+    server.stop().await;
+}

@@ -40,14 +40,12 @@ impl CasService {
     }
 }
 
+/// A batch entry's status: as a call's would be, with the server's paths
+/// left out and a server fault logged (see `Error::to_rpc_status`).
 fn status_of(result: Result<()>) -> rpc::Status {
     match result {
         Ok(()) => rpc::Status::default(),
-        Err(e) => rpc::Status {
-            code: e.code() as i32,
-            message: e.to_string(),
-            details: vec![],
-        },
+        Err(e) => e.to_rpc_status(),
     }
 }
 
