@@ -124,6 +124,13 @@ impl prometheus_client::collector::Collector for DiskStoreCollector {
                 store.used_bytes() as i64,
             ),
             (
+                "disk_unfinished_uploads",
+                "Bytes in temp files of unfinished uploads, in progress or parked; \
+                 they count against the budget",
+                Some(Unit::Bytes),
+                store.temp_bytes() as i64,
+            ),
+            (
                 "disk_capacity",
                 "The disk store's budget (--disk_size or --replica_space)",
                 Some(Unit::Bytes),

@@ -79,6 +79,12 @@ pub trait BlobWriter: Send + 'static {
     async fn suspend(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Called when a parked upload is taken up again, before its
+    /// `committed_size` is compared with where the client resumes: a
+    /// writer whose store gave up its suspended data for room reports 0
+    /// from here on and starts again.
+    fn resume(&mut self) {}
 }
 
 /// Concatenates a chunk stream into one buffer; for callers that know the

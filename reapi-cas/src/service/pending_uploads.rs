@@ -114,7 +114,9 @@ impl PendingUploads {
 
     /// Takes a parked upload out so one stream at a time continues it.
     pub fn take(&self, key: &UploadKey) -> Option<Box<dyn BlobWriter>> {
-        self.parked.lock().remove(key).map(|parked| parked.writer)
+        let mut writer = self.parked.lock().remove(key)?.writer;
+        writer.resume();
+        Some(writer)
     }
 
     /// [`PendingUploads::take`], but when the upload's previous stream is

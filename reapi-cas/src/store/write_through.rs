@@ -196,6 +196,18 @@ impl BlobWriter for TeeWriter {
         }
     }
 
+    fn resume(&mut self) {
+        self.remote.resume();
+        if let Some(local) = &mut self.local {
+            local.resume();
+            // The local store gave up its part for room: the blob goes to
+            // the remote store only (the local copy is a cache).
+            if local.committed_size() != self.remote.committed_size() {
+                self.local = None;
+            }
+        }
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         let TeeWriter { remote, local } = *self;
         // A local copy must never exist without the remote one: on a remote

@@ -1,5 +1,7 @@
 //! LRU eviction against the byte budget, sparing blobs protected by the
-//! retention time (see `retention.rs`).
+//! retention time (see `retention.rs`). The budget covers stored blobs and
+//! temp files of unfinished writes; when evicting blobs cannot bring usage
+//! down, suspended uploads' files go, oldest first (see `temp_space.rs`).
 //!
 //! Runs in the thread of the commit that took the store over budget, after
 //! that commit's blob is indexed (and pinned, so it is never the victim).
@@ -26,9 +28,39 @@ pub(super) fn low_water(max_bytes: u64) -> u64 {
 }
 
 impl Inner {
+    /// Bytes counted against the budget: stored blobs and temp files.
+    pub(super) fn counted_bytes(&self) -> u64 {
+        self.index
+            .used_bytes()
+            .saturating_add(self.temp_space.bytes())
+    }
+
     /// Whether a new blob of `size` bytes fits in the budget as it stands.
     pub(super) fn fits(&self, size: u64) -> bool {
-        self.index.used_bytes().saturating_add(size) <= self.max_bytes
+        self.counted_bytes().saturating_add(size) <= self.max_bytes
+    }
+
+    /// Called as a write in progress adds to its temp file: evicts if temp
+    /// files took the store over budget. With a retention time, when
+    /// nothing can go, the write is refused (RESOURCE_EXHAUSTED) as a new
+    /// blob would be. Without one, says nothing when nothing can go: the
+    /// commit that ends the write warns if the store is still over then.
+    /// A blob already stored is written again without trouble.
+    pub(super) fn room_for_temp_files(&self, instance: &str, digest: &Digest) -> Result<()> {
+        if self.counted_bytes() <= self.max_bytes {
+            return Ok(());
+        }
+        if self.retention.is_some() {
+            if self.present(instance, digest).is_some() {
+                return Ok(());
+            }
+            return self.make_room(digest, 0);
+        }
+        if let Some(guard) = self.evict_lock.try_lock() {
+            self.evict_down_to(low_water(self.max_bytes));
+            drop(guard);
+        }
+        Ok(())
     }
 
     /// The oldest protected clock value, with a retention time.
@@ -39,7 +71,7 @@ impl Inner {
     /// Evicts least recently used (unprotected) blobs if the store is over
     /// budget.
     pub(super) fn evict_if_needed(&self) {
-        while self.index.used_bytes() > self.max_bytes {
+        while self.counted_bytes() > self.max_bytes {
             let Some(guard) = self.evict_lock.try_lock() else {
                 return;
             };
@@ -47,15 +79,18 @@ impl Inner {
             drop(guard);
             if evicted == 0 {
                 let used_bytes = self.index.used_bytes();
+                let temp_bytes = self.temp_space.bytes();
                 match &self.retention {
                     Some(r) => tracing::warn!(
                         used_bytes,
+                        temp_bytes,
                         max_bytes = self.max_bytes,
                         retention = %retention::display(r.window()),
                         "disk store is over budget and every blob is protected by the retention time"
                     ),
                     None => tracing::warn!(
                         used_bytes,
+                        temp_bytes,
                         max_bytes = self.max_bytes,
                         "disk store is over budget but found nothing to evict"
                     ),
@@ -65,17 +100,16 @@ impl Inner {
         }
     }
 
-    /// With a retention time, makes room for a new blob before it is
-    /// stored: evicts unprotected blobs down to the low-water mark less the
-    /// blob, and refuses the blob with RESOURCE_EXHAUSTED when it still does
-    /// not fit. The caller has checked that the blob is not already stored.
-    /// Without a retention time, does nothing: eviction after the commit
-    /// always finds room.
-    pub(super) fn make_room(&self, digest: &Digest) -> Result<()> {
+    /// With a retention time, makes room for `size` more bytes of a new
+    /// blob (those not yet counted in its temp file): evicts unprotected
+    /// blobs down to the low-water mark less them, and refuses the blob
+    /// with RESOURCE_EXHAUSTED when they still do not fit. The caller has
+    /// checked that the blob is not already stored. Without a retention
+    /// time, does nothing: eviction after the commit always finds room.
+    pub(super) fn make_room(&self, digest: &Digest, size: u64) -> Result<()> {
         let Some(retention) = &self.retention else {
             return Ok(());
         };
-        let size = digest.size();
         if self.fits(size) {
             return Ok(());
         }
@@ -92,6 +126,7 @@ impl Inner {
             tracing::warn!(
                 blob = %digest,
                 used_bytes = self.index.used_bytes(),
+                temp_bytes = self.temp_space.bytes(),
                 max_bytes = self.max_bytes,
                 retention = %retention::display(retention.window()),
                 "disk store is full of protected blobs; refusing new writes"
@@ -99,24 +134,47 @@ impl Inner {
         }
         Err(Error::resource_exhausted(format!(
             "disk store is full of blobs protected for the retention time of {}: \
-             blob {digest} needs {size} bytes, {} of {} are used by blobs referenced \
-             within that time; retry later",
+             blob {digest} does not fit, {} of {} bytes are used by blobs referenced \
+             within that time and {} by uploads in progress; retry later",
             retention::display(retention.window()),
             self.index.used_bytes(),
             self.max_bytes,
+            self.temp_space.bytes(),
         )))
     }
 
     /// Evicts unprotected blobs, least recently used first, until usage is
-    /// at most `target` or nothing is left to evict. Returns how many went.
-    /// The caller holds `evict_lock`.
+    /// at most `target`, then, if that was not enough, suspended uploads'
+    /// files. Returns how many blobs and files went. The caller holds
+    /// `evict_lock`.
     fn evict_down_to(&self, target: u64) -> u64 {
+        let blobs = self.evict_blobs_down_to(target);
+        let over = self.counted_bytes().saturating_sub(target);
+        if over == 0 || self.temp_space.suspended_bytes() == 0 {
+            return blobs;
+        }
+        let given_up = self.temp_space.give_up_oldest(over);
+        if given_up > 0 {
+            tracing::info!(
+                bytes = given_up,
+                used_bytes = self.index.used_bytes(),
+                temp_bytes = self.temp_space.bytes(),
+                max_bytes = self.max_bytes,
+                "disk store is full: dropped the data of the oldest unfinished uploads \
+                 (their clients start them again)"
+            );
+        }
+        blobs + u64::from(given_up > 0)
+    }
+
+    /// The blob part of [`Inner::evict_down_to`]; returns how many went.
+    fn evict_blobs_down_to(&self, target: u64) -> u64 {
         let started = Instant::now();
         let (mut blobs, mut bytes) = (0u64, 0u64);
         // A few rounds: a round's victims may be used (and so spared)
         // between their selection and their eviction.
         for _ in 0..4 {
-            let used = self.index.used_bytes();
+            let used = self.counted_bytes();
             if used <= target {
                 break;
             }
@@ -125,7 +183,7 @@ impl Inner {
                 .select_victims(used - target, self.protected_since());
             let mut round = 0u64;
             for victim in &victims {
-                if self.index.used_bytes() <= target {
+                if self.counted_bytes() <= target {
                     break;
                 }
                 let path = self.path_of(&victim.key);

@@ -45,8 +45,11 @@
 //! a blob's age. When a commit takes the used bytes over `max_bytes`, the
 //! least recently used blobs are deleted until usage is under 95 % of the
 //! budget; a blob is never evicted between its commit and the caller
-//! seeing success. Temp files of writes in progress are not counted
-//! against the budget.
+//! seeing success. The bytes in temp files of unfinished writes, in
+//! progress or suspended for resumption, count as used: a write that takes
+//! the store over budget evicts as it goes, and suspended uploads' files
+//! are given up oldest first when evicting blobs cannot make the room, or
+//! when they hold over a quarter of the budget (see `temp_space.rs`).
 //!
 //! With a retention time ([`DiskStoreConfig::retention`], the server's
 //! `default_replica_timeout`, 3 h by default) a blob used within that time
@@ -77,10 +80,13 @@ mod list;
 mod read;
 mod retention;
 mod scan;
+mod temp_space;
 mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unfinished_writes_tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,6 +101,7 @@ use reapi_core::{Digest, Error, Result};
 use self::index::{Index, Key};
 use self::instances::Instances;
 use self::retention::Retention;
+use self::temp_space::TempSpace;
 use super::read_range;
 
 /// Where a [`DiskStore`] keeps its files and how much it may hold.
@@ -129,6 +136,8 @@ struct Inner {
     evict_lock: Mutex<()>,
     /// `None` without a retention time.
     retention: Option<Retention>,
+    /// Temp files of unfinished writes, counted against the budget.
+    temp_space: Arc<TempSpace>,
 }
 
 impl DiskStore {
@@ -179,6 +188,12 @@ impl DiskStore {
     /// Bytes of blob content stored (the sum of the sizes of the blobs).
     pub fn used_bytes(&self) -> u64 {
         self.inner.index.used_bytes()
+    }
+
+    /// Bytes in temp files of unfinished writes, in progress or suspended
+    /// for resumption; they count against the budget.
+    pub fn temp_bytes(&self) -> u64 {
+        self.inner.temp_space.bytes()
     }
 
     /// Number of blobs stored (the empty blob is not counted).
@@ -373,7 +388,7 @@ impl BlobStore for DiskStore {
             {
                 let inner = Arc::clone(inner);
                 let digest = *digest;
-                blocking(move || inner.make_room(&digest)).await?;
+                blocking(move || inner.make_room(&digest, digest.size())).await?;
             }
         }
         Ok(Box::new(writer::DiskWriter::new(

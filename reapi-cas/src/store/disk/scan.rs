@@ -22,6 +22,7 @@ use super::index::{Index, Key};
 use super::instances::{InstanceId, Instances};
 use super::layout::{self, CAS_DIR, TMP_DIR};
 use super::retention::Retention;
+use super::temp_space::TempSpace;
 use super::{DiskStoreConfig, Inner};
 
 /// How the scan orders blobs for LRU eviction.
@@ -100,6 +101,7 @@ pub(super) fn open(config: DiskStoreConfig, order: LruOrder) -> Result<Inner> {
         instances,
         evict_lock: Mutex::new(()),
         retention,
+        temp_space: TempSpace::new(config.max_bytes),
     };
     let junk = junk.count.into_inner();
     if junk > JUNK_WARNINGS {

@@ -14,13 +14,17 @@ use tonic::Code;
 use super::layout;
 use super::{DiskStore, DiskStoreConfig};
 
-const MIB: usize = 1 << 20;
+pub(super) const MIB: usize = 1 << 20;
 
-async fn open(root: &Path, max_bytes: u64) -> DiskStore {
+pub(super) async fn open(root: &Path, max_bytes: u64) -> DiskStore {
     open_with_retention(root, max_bytes, Duration::ZERO).await
 }
 
-async fn open_with_retention(root: &Path, max_bytes: u64, retention: Duration) -> DiskStore {
+pub(super) async fn open_with_retention(
+    root: &Path,
+    max_bytes: u64,
+    retention: Duration,
+) -> DiskStore {
     DiskStore::open(DiskStoreConfig {
         root: root.to_owned(),
         max_bytes,
@@ -44,7 +48,7 @@ fn content(seed: u64, len: usize) -> Bytes {
         .into()
 }
 
-fn blob(seed: u64, len: usize) -> (Digest, Bytes) {
+pub(super) fn blob(seed: u64, len: usize) -> (Digest, Bytes) {
     let data = content(seed, len);
     (Digest::of_bytes(&data), data)
 }
@@ -55,7 +59,7 @@ async fn collect(stream: ChunkStream) -> Vec<u8> {
 }
 
 /// Files under `tmp/` (which holds shard directories of temp files).
-fn tmp_entries(root: &Path) -> Vec<PathBuf> {
+pub(super) fn tmp_entries(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(root.join("tmp")).unwrap() {
         let path = entry.unwrap().path();
@@ -699,7 +703,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Whether a blob of the default instance has its content file, without
 /// touching it (unlike `find_missing` or `blob_path`).
-fn on_disk(root: &Path, digest: &Digest) -> bool {
+pub(super) fn on_disk(root: &Path, digest: &Digest) -> bool {
     root.join("cas/@default")
         .join(layout::shard_dir_name(digest))
         .join(layout::blob_file_name(digest))
@@ -795,12 +799,17 @@ async fn a_store_full_of_protected_blobs_refuses_new_writes() {
     // its temp file exists) ...
     let (late, late_data) = blob(710, MIB + 10);
     let mut writer = store.begin_write("", &late).await.unwrap();
-    writer.write(late_data.clone()).await.unwrap();
-    // ... while other writes fill the store exactly.
-    for (d, data) in &blobs[2..] {
-        store.put("", d, data.clone()).await.unwrap();
-    }
-    assert_eq!(store.used_bytes(), 4 * MIB as u64);
+    writer.write(late_data.slice(..MIB)).await.unwrap();
+    writer.suspend().await.unwrap();
+    writer.resume();
+    // ... while another write fills the store exactly, counting the temp
+    // file's megabyte; its last 10 bytes do not fit.
+    store
+        .put("", &blobs[2].0, blobs[2].1.clone())
+        .await
+        .unwrap();
+    assert_eq!(store.used_bytes() + store.temp_bytes(), 4 * MIB as u64);
+    writer.write(late_data.slice(MIB..)).await.unwrap();
     let err = writer.commit().await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
     assert!(
@@ -809,6 +818,12 @@ async fn a_store_full_of_protected_blobs_refuses_new_writes() {
         "{err}"
     );
     assert!(tmp_entries(root).is_empty());
+    assert_eq!(store.temp_bytes(), 0);
+    store
+        .put("", &blobs[3].0, blobs[3].1.clone())
+        .await
+        .unwrap();
+    assert_eq!(store.used_bytes(), 4 * MIB as u64);
 
     // New blobs are refused up front, whole or streamed, before any byte
     // is written.

@@ -8,12 +8,14 @@
 //! Blobs of [`DIRECT_MIN_BYTES`] or more are written around the page cache
 //! ([`ContentFile`]). The temp file is created on the first flush, so a
 //! small blob costs one blocking-pool task in all. A writer dropped without
-//! commit removes its temp file.
+//! commit removes its temp file. The bytes in temp files count against the
+//! budget as they are written (see `temp_space.rs`), and a write that takes
+//! the store over it evicts then, not only at commit.
 
 use std::fs::{self, File, Permissions};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,7 +26,8 @@ use tokio::task::JoinHandle;
 
 use super::content_file::ContentFile;
 use super::index::{Inserted, Key};
-use super::{blocking, layout, Inner};
+use super::temp_space::{Resumed, TempFile};
+use super::{blocking, Inner};
 
 /// Bytes buffered by a streamed write before they go to the file.
 const FLUSH_BYTES: usize = 1 << 20;
@@ -40,45 +43,6 @@ const DIRECT_MIN_BYTES: u64 = 1 << 20;
 /// into action input trees.
 const CONTENT_MODE: u32 = 0o444;
 
-/// A temp file path that is removed when dropped, unless disarmed by a
-/// successful rename.
-pub(super) struct TempFile {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl TempFile {
-    /// A fresh name in `tmp/{hh}/`: temp files are spread over the shard
-    /// directories like content files, so concurrent writes do not all take
-    /// the lock of one directory to create and rename.
-    pub(super) fn new(tmp_dir: &Path, digest: &Digest) -> Self {
-        let mut path = tmp_dir.join(layout::shard_dir_name(digest));
-        path.push(uuid::Uuid::new_v4().simple().to_string());
-        TempFile { path, armed: true }
-    }
-
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Err(e) = fs::remove_file(&self.path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %self.path.display(), "removing temp file: {e}");
-            }
-        }
-    }
-}
-
 /// The temp file, created on the first write.
 struct FileSink {
     file: Option<ContentFile>,
@@ -86,17 +50,25 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn write(&mut self, temp: &Path, digest: &Digest, chunks: &[Bytes]) -> Result<()> {
-        let context = || format!("writing blob {digest} to {}", temp.display());
+    fn new(digest: &Digest) -> Self {
+        FileSink {
+            file: None,
+            direct: digest.size() >= DIRECT_MIN_BYTES,
+        }
+    }
+
+    fn write(&mut self, temp: &TempFile, digest: &Digest, chunks: &[Bytes]) -> Result<()> {
+        let context = || format!("writing blob {digest} to {}", temp.path().display());
         let file = match &mut self.file {
             Some(file) => file,
             None => {
-                let file = create_temp(temp, self.direct).with_context(context)?;
+                let file = create_temp(temp.path(), self.direct).with_context(context)?;
                 self.file.insert(file)
             }
         };
         for chunk in chunks {
             file.write(chunk).with_context(context)?;
+            temp.grew(chunk.len() as u64);
         }
         Ok(())
     }
@@ -173,14 +145,19 @@ impl Inner {
         if self.present(instance, digest).is_some() {
             return Ok(());
         }
-        self.make_room(digest)?;
-        let temp = TempFile::new(&self.tmp_dir, digest);
+        self.make_room(digest, digest.size())?;
+        let temp = self.temp_file(digest);
         let context = || format!("writing blob {digest} to {}", temp.path().display());
         let mut file = create_temp(temp.path(), false).with_context(context)?;
         file.write(data).with_context(context)?;
+        temp.grew(data.len() as u64);
         seal(file.finish().with_context(context)?, temp.path(), digest)?;
         drop(file);
         self.install(instance, digest, temp)
+    }
+
+    fn temp_file(&self, digest: &Digest) -> TempFile {
+        TempFile::new(&self.tmp_dir, digest, &self.temp_space)
     }
 
     /// Renames a verified, synced temp file into place and indexes it, then
@@ -194,11 +171,13 @@ impl Inner {
         })?;
         let path = self.path_of(&key);
         let tick = self.index.tick();
-        if self.retention.is_some() && !self.fits(digest.size()) {
+        // The temp file's bytes are counted already.
+        let uncounted = digest.size().saturating_sub(temp.bytes());
+        if self.retention.is_some() && !self.fits(uncounted) {
             if self.index.touch(&key, tick) {
                 return Ok(());
             }
-            if let Err(err) = self.make_room(digest) {
+            if let Err(err) = self.make_room(digest, uncounted) {
                 // A concurrent write may have stored it meanwhile.
                 return if self.index.touch(&key, tick) {
                     Ok(())
@@ -265,6 +244,8 @@ pub(super) struct DiskWriter {
     buffered_len: usize,
     /// `None` for the empty blob, which is verified but not stored.
     temp: Option<Arc<TempFile>>,
+    /// Suspended for resumption: the sink's file waits in `temp`.
+    suspended: bool,
     /// Exactly one of `hasher` and `hashing` is set: the hasher moves into
     /// a pipeline on the first flush.
     hasher: Option<DigestHasher>,
@@ -277,8 +258,7 @@ pub(super) struct DiskWriter {
 
 impl DiskWriter {
     pub(super) fn new(inner: Arc<Inner>, instance: &str, digest: Digest) -> Self {
-        let temp =
-            (!digest.is_empty_blob()).then(|| Arc::new(TempFile::new(&inner.tmp_dir, &digest)));
+        let temp = (!digest.is_empty_blob()).then(|| Arc::new(inner.temp_file(&digest)));
         DiskWriter {
             inner,
             instance: instance.to_owned(),
@@ -287,12 +267,10 @@ impl DiskWriter {
             buffered: Vec::new(),
             buffered_len: 0,
             temp,
+            suspended: false,
             hasher: Some(DigestHasher::new()),
             hashing: None,
-            sink: Some(FileSink {
-                file: None,
-                direct: digest.size() >= DIRECT_MIN_BYTES,
-            }),
+            sink: Some(FileSink::new(&digest)),
             writing: None,
             failed: None,
         }
@@ -360,11 +338,41 @@ impl DiskWriter {
             return Ok(());
         };
         let digest = self.digest;
+        let inner = Arc::clone(&self.inner);
+        let instance = self.instance.clone();
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            let result = sink.write(temp.path(), &digest, &chunks);
+            let result = sink
+                .write(&temp, &digest, &chunks)
+                .and_then(|()| inner.room_for_temp_files(&instance, &digest));
             (sink, result)
         }));
         Ok(())
+    }
+
+    /// Takes the file back from a suspension, or, if the store gave it up
+    /// for room meanwhile, starts the upload again from nothing (its
+    /// committed size said 0).
+    fn end_suspension(&mut self) {
+        if !std::mem::take(&mut self.suspended) {
+            return;
+        }
+        let Some(temp) = &self.temp else {
+            return;
+        };
+        match temp.resume() {
+            Resumed::File(file) => {
+                if let Some(sink) = &mut self.sink {
+                    sink.file = file;
+                }
+            }
+            Resumed::GivenUp => {
+                tracing::debug!(blob = %self.digest, "resumed upload starts again: its data were dropped for room");
+                self.received = 0;
+                self.hasher = Some(DigestHasher::new());
+                self.sink = Some(FileSink::new(&self.digest));
+                self.temp = Some(Arc::new(self.inner.temp_file(&self.digest)));
+            }
+        }
     }
 }
 
@@ -374,6 +382,7 @@ impl BlobWriter for DiskWriter {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
+        self.end_suspension();
         let len = chunk.len() as u64;
         if self.received.saturating_add(len) > self.digest.size() {
             return Err(Error::invalid_argument(format!(
@@ -396,12 +405,18 @@ impl BlobWriter for DiskWriter {
     }
 
     fn committed_size(&self) -> u64 {
+        if self.suspended && self.temp.as_ref().is_some_and(|t| t.given_up()) {
+            return 0;
+        }
         self.received
     }
 
     async fn suspend(&mut self) -> Result<()> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
+        }
+        if self.suspended {
+            return Ok(());
         }
         if self.buffered_len > 0 {
             if let Err(err) = self.flush().await {
@@ -426,20 +441,29 @@ impl BlobWriter for DiskWriter {
         };
         let hasher = self.take_hasher().await;
         match (sink, hasher) {
-            (Ok(sink), Ok(hasher)) => {
+            (Ok(mut sink), Ok(hasher)) => {
+                if let Some(temp) = &self.temp {
+                    temp.suspend(sink.file.take());
+                }
                 self.sink = Some(sink);
                 self.hasher = Some(hasher);
                 self.buffered = Vec::new();
+                self.suspended = true;
                 Ok(())
             }
             (Err(err), _) | (_, Err(err)) => Err(self.fail(err)),
         }
     }
 
+    fn resume(&mut self) {
+        self.end_suspension();
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
         if let Some(err) = self.failed.take() {
             return Err(err);
         }
+        self.end_suspension();
         let digest = self.digest;
         // Wait for the batches in flight first, so that on any failure the
         // temp file is gone when this returns.
@@ -462,7 +486,7 @@ impl BlobWriter for DiskWriter {
         let instance = std::mem::take(&mut self.instance);
         blocking(move || {
             let hasher = hash_chunks(hasher, &chunks);
-            sink.write(temp.path(), &digest, &chunks)?;
+            sink.write(&temp, &digest, &chunks)?;
             hasher
                 .verify(&digest)
                 .with_context(|| format!("storing blob in instance {instance:?}"))?;
