@@ -66,6 +66,9 @@ pub struct PendingUploads {
     /// Uploads whose stream is open now, with the bytes received so far, so
     /// QueryWriteStatus can answer while a write is in progress.
     active: Mutex<HashMap<UploadKey, Arc<AtomicU64>>>,
+    /// Woken when an upload is parked or a stream ends, for
+    /// [`PendingUploads::take_when_parked`].
+    changed: tokio::sync::Notify,
 }
 
 /// Registration of an open Write stream; unregisters on drop.
@@ -91,6 +94,8 @@ impl Drop for ActiveUpload {
         {
             active.remove(&self.key);
         }
+        drop(active);
+        self.uploads.changed.notify_waiters();
     }
 }
 
@@ -109,6 +114,7 @@ impl PendingUploads {
             parked: Mutex::default(),
             sweeping: AtomicBool::new(false),
             active: Mutex::default(),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -126,13 +132,19 @@ impl PendingUploads {
     pub async fn take_when_parked(&self, key: &UploadKey) -> Option<Box<dyn BlobWriter>> {
         let deadline = Instant::now() + PARKING_WAIT;
         loop {
+            // Registered before looking, so a park in between still wakes.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             if let Some(writer) = self.take(key) {
                 return Some(writer);
             }
-            if !self.active.lock().contains_key(key) || Instant::now() >= deadline {
+            if !self.active.lock().contains_key(key) {
                 return None;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
         }
     }
 
@@ -195,6 +207,7 @@ impl PendingUploads {
             }
             parked.insert(key, ParkedUpload { writer, at: now });
         }
+        self.changed.notify_waiters();
         if crowded > 0 {
             tracing::warn!(
                 max = MAX_PARKED_UPLOADS,
@@ -353,6 +366,46 @@ mod tests {
         assert_eq!(
             dropped.load(Ordering::SeqCst) as usize,
             instances * MAX_PARKED_PER_INSTANCE - MAX_PARKED_UPLOADS
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resume_waits_for_its_stream_to_be_parked_and_no_longer() {
+        let uploads = Arc::new(PendingUploads::default());
+        let dropped = Arc::new(AtomicU64::new(0));
+        // A stream still open: its upload is parked a moment later.
+        let progress = uploads.track(key("", 1), 7);
+        let parking = {
+            let uploads = Arc::clone(&uploads);
+            let dropped = Arc::clone(&dropped);
+            tokio::spawn(async move {
+                sleep(Duration::from_millis(300)).await;
+                uploads.park(key("", 1), Box::new(Counted(dropped)));
+                drop(progress);
+            })
+        };
+        let started = Instant::now();
+        assert!(uploads.take_when_parked(&key("", 1)).await.is_some());
+        // Woken by the park, not by PARKING_WAIT running out.
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < PARKING_WAIT / 2,
+            "{waited:?}"
+        );
+        parking.await.unwrap();
+
+        // A stream that ends without parking: the wait ends with it.
+        let progress = uploads.track(key("", 2), 7);
+        tokio::spawn(async move {
+            sleep(Duration::from_millis(200)).await;
+            drop(progress);
+        });
+        let started = Instant::now();
+        assert!(uploads.take_when_parked(&key("", 2)).await.is_none());
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(200) && waited < PARKING_WAIT / 2,
+            "{waited:?}"
         );
     }
 }
