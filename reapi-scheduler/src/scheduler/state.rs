@@ -124,6 +124,9 @@ pub(crate) struct State {
     pub queues: ClassQueues,
     /// Operations in the `Queued` phase.
     pub queued: usize,
+    /// The same, by their requirements (no entry for none), so the pool
+    /// figures cost a match per class rather than per queued operation.
+    pub queued_by_requirements: HashMap<Requirements, usize>,
     pub workers: Workers,
     pub leases: HashMap<LeaseId, Lease>,
     pub last_lease: LeaseId,
@@ -197,6 +200,10 @@ impl State {
         };
         if !matches!(op.phase, Phase::Queued { .. }) {
             self.queued += 1;
+            *self
+                .queued_by_requirements
+                .entry(op.action.requirements.clone())
+                .or_default() += 1;
         }
         op.phase = Phase::Queued { seq };
         self.queues.push(
@@ -216,6 +223,7 @@ impl State {
         };
         if matches!(op.phase, Phase::Queued { .. }) && !matches!(phase, Phase::Queued { .. }) {
             self.queued -= 1;
+            unqueued(&mut self.queued_by_requirements, &op.action.requirements);
         }
         op.phase = phase;
     }
@@ -226,6 +234,7 @@ impl State {
         let op = self.active.remove(&id)?;
         if matches!(op.phase, Phase::Queued { .. }) {
             self.queued -= 1;
+            unqueued(&mut self.queued_by_requirements, &op.action.requirements);
         }
         Some(op)
     }
@@ -233,5 +242,15 @@ impl State {
     pub fn next_lease_id(&mut self) -> LeaseId {
         self.last_lease += 1;
         self.last_lease
+    }
+}
+
+/// Counts one operation of `requirements` out of the `Queued` phase.
+fn unqueued(counts: &mut HashMap<Requirements, usize>, requirements: &Requirements) {
+    if let Some(count) = counts.get_mut(requirements) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(requirements);
+        }
     }
 }

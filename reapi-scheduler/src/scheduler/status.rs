@@ -7,12 +7,12 @@ use std::time::{Instant, SystemTime};
 
 use reapi_core::platform::ExecutorProperties;
 
-use super::state::{LeasePhase, Phase, State};
+use super::state::{LeasePhase, State};
 use super::{PoolSummary, Scheduler};
 use crate::status::{ClusterStatus, MemberState, RunningAction, WorkerMember, MAX_RUNNING_LISTED};
 
 /// Each pool by its name, with its properties; its queued actions counted
-/// by matching every queued operation's requirements.
+/// by matching the requirements of each class of queued operations.
 pub(super) fn pools(state: &State) -> BTreeMap<Arc<str>, (PoolSummary, ExecutorProperties)> {
     let mut pools: BTreeMap<Arc<str>, (PoolSummary, ExecutorProperties)> = BTreeMap::new();
     for worker in state.workers.by_conn.values() {
@@ -30,14 +30,10 @@ pub(super) fn pools(state: &State) -> BTreeMap<Arc<str>, (PoolSummary, ExecutorP
             summary.used_executors += u64::from(pool.capacity.saturating_sub(pool.free));
         }
     }
-    let queued = state
-        .active
-        .values()
-        .filter(|op| matches!(op.phase, Phase::Queued { .. }));
-    for op in queued {
+    for (requirements, queued) in &state.queued_by_requirements {
         for (summary, properties) in pools.values_mut() {
-            if properties.satisfies(&op.action.requirements) {
-                summary.queued_actions += 1;
+            if properties.satisfies(requirements) {
+                summary.queued_actions += queued;
             }
         }
     }

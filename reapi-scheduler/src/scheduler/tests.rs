@@ -663,6 +663,8 @@ async fn status_shows_running_actions_with_their_labels_and_recent_failures() {
         ("CppCompile", "//src:lib", "w", "exit code 3")
     );
     assert_eq!((status.queued, status.active), (0, 0));
+    assert_eq!(status.pools[0].queued_actions, 0);
+    assert!(scheduler.state.lock().queued_by_requirements.is_empty());
 }
 
 #[tokio::test]
@@ -677,9 +679,12 @@ async fn recent_failures_keep_the_newest_and_skip_cancellations() {
         finished(&mut op).await;
     }
     let cancelled = scheduler.submit(submission("cancelled", 0));
+    assert_eq!(scheduler.status().pools[0].queued_actions, 1);
     scheduler.cancel(&cancelled.name()).unwrap();
 
     let status = scheduler.status();
+    assert_eq!(status.pools[0].queued_actions, 0);
+    assert!(scheduler.state.lock().queued_by_requirements.is_empty());
     assert_eq!(status.failures.len(), crate::status::RECENT_FAILURES);
     assert_eq!(
         status.failures[0].action_digest,
