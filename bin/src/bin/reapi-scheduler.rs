@@ -10,6 +10,7 @@ use reapi_bin::config::scheduler::{SchedulerFlags, SchedulerProcessConfig};
 use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
 use reapi_cas::cluster_storage::MetadataReplication;
+use reapi_cas::metrics::DiskStoreCollector;
 use reapi_cas::service::listener;
 use reapi_core::cluster::placement::placement_channel;
 use reapi_scheduler::metrics::SchedulerCollector;
@@ -65,6 +66,7 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
     let mut replicated = None;
     let (store, action_cache, instances, mut storage_services) = if config.local_cas {
         let storage = config.storage.open().await.map_err(opening)?;
+        reapi_core::metrics::register_collector(DiskStoreCollector::new(&storage.disk, "cas"));
         let services = storage.services();
         (
             storage.store,
