@@ -66,10 +66,14 @@ impl FileSink {
                 self.file.insert(file)
             }
         };
+        // Counted once per batch, not per chunk: each count takes the temp
+        // file's lock. A failed batch fails the write, which deletes the file.
+        let mut written = 0u64;
         for chunk in chunks {
             file.write(chunk).with_context(context)?;
-            temp.grew(chunk.len() as u64);
+            written += chunk.len() as u64;
         }
+        temp.grew(written);
         Ok(())
     }
 }
