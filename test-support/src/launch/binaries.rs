@@ -115,6 +115,15 @@ fn build(profile_dir: &Path) {
     if let Some(triple) = triple {
         command.arg("--target").arg(triple);
     }
+    // Cargo gives a test the variables it gives its package's build (the
+    // test's CARGO_MANIFEST_DIR, ...). Passed on, they make build scripts
+    // that watch them (ring's) rerun, and everything above them rebuild,
+    // once for every test crate in turn: about 45 s each time.
+    for (name, _) in env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_tests) {
+            command.env_remove(&name);
+        }
+    }
     eprintln!("building the {PACKAGE} binaries: {command:?}");
     let status = command
         .status()
@@ -123,6 +132,23 @@ fn build(profile_dir: &Path) {
         status.success(),
         "building the {PACKAGE} binaries failed ({status}): {command:?}"
     );
+}
+
+/// Whether `name` is one of the variables Cargo sets when it runs a test
+/// (or a build script) for a package, rather than one a user sets.
+fn set_by_cargo_for_tests(name: &str) -> bool {
+    const PREFIXES: [&str; 3] = ["CARGO_PKG_", "CARGO_BIN_EXE_", "CARGO_CFG_"];
+    const NAMES: [&str; 8] = [
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "OUT_DIR",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
 
 #[cfg(test)]
@@ -134,5 +160,26 @@ mod tests {
         assert_eq!(env_var("reapi-server"), "REAPI_SERVER_BIN");
         assert_eq!(env_var("reapi-scheduler"), "REAPI_SCHEDULER_BIN");
         assert_eq!(env_var("reapi-worker"), "REAPI_WORKER_BIN");
+    }
+
+    #[test]
+    fn only_cargos_own_package_variables_are_dropped_from_the_build() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_CRATE_NAME",
+            "OUT_DIR",
+        ] {
+            assert!(set_by_cargo_for_tests(name), "{name}");
+        }
+        for name in [
+            "CARGO_HOME",
+            "CARGO_INCREMENTAL",
+            "CARGO_TARGET_DIR",
+            "CARGO",
+            "PATH",
+        ] {
+            assert!(!set_by_cargo_for_tests(name), "{name}");
+        }
     }
 }
