@@ -119,7 +119,12 @@ impl LocalExecutorConfig {
     }
 
     /// A [`ProcessSandbox`] running commands as [`Self::run_as`] says.
+    /// Starts the thread that launches commands, whose first log line says
+    /// how their processes are tied to this one.
     pub fn process_sandbox(&self) -> ProcessSandbox {
+        if let Err(e) = crate::sandbox::launch::containment() {
+            tracing::error!("actions cannot be started: {e}");
+        }
         match self.run_as {
             Some((uid, gid)) => ProcessSandbox::new().running_as(uid, gid),
             None => ProcessSandbox::new(),

@@ -5,15 +5,29 @@ use std::time::{Duration, Instant};
 
 use reapi_test_support::actions::shell;
 use reapi_test_support::executor::Harness;
-use reapi_test_support::process::{process_alive, read_pids};
+use reapi_test_support::process::{
+    background_recording_pid, process_alive, read_pids, SHELL_OUTER_PID,
+};
 use reapi_test_support::trees::TreeSpec;
 use reapi_test_support::wait::eventually;
 
 /// A script that records its own pid and a background child's, then waits.
 fn spawner(pid_file: &std::path::Path) -> String {
+    let tmp = pid_file.with_extension("tmp");
     format!(
-        "echo $$ > {p}.tmp; sleep 100 & echo $! >> {p}.tmp; mv {p}.tmp {p}; echo started; sleep 100",
-        p = pid_file.display()
+        "{SHELL_OUTER_PID}; echo $me > {p}.tmp; {child} {wait}; \
+         mv {p}.tmp {p}; echo started; sleep 100",
+        p = pid_file.display(),
+        child = background_recording_pid("sleep 100", &tmp),
+        wait = wait_for_lines(&tmp, 2),
+    )
+}
+
+/// Shell code that waits until `file` has `lines` lines.
+fn wait_for_lines(file: &std::path::Path, lines: usize) -> String {
+    format!(
+        "while [ $(cat {f} 2>/dev/null | wc -l) -lt {lines} ]; do sleep 0.01; done",
+        f = file.display()
     )
 }
 
@@ -52,13 +66,41 @@ async fn background_processes_die_when_the_command_exits() {
     let h = Harness::memory().await;
     let root = h.upload_tree(&TreeSpec::new()).await;
     let pids = h.scratch().join("bg");
-    let script = format!("sleep 100 & echo $! > {}", pids.display());
+    let script = format!(
+        "{} {}",
+        background_recording_pid("sleep 100", &pids),
+        wait_for_lines(&pids, 1)
+    );
     let outcome = h.run(shell(&script), root).await.unwrap();
     assert_eq!(outcome.result.exit_code, 0);
     assert!(!outcome.timed_out);
     let pids = read_pids(&pids);
     assert_eq!(pids.len(), 1);
     assert!(eventually(Duration::from_secs(5), || !process_alive(pids[0])).await);
+}
+
+/// A process that left the command's process group (`setsid`) is out of
+/// reach of a group kill; the command's pid namespace still takes it down
+/// when the command exits.
+#[tokio::test]
+async fn a_detached_process_dies_when_the_command_exits() {
+    let h = Harness::memory().await;
+    let root = h.upload_tree(&TreeSpec::new()).await;
+    let pids = h.scratch().join("detached");
+    let script = format!(
+        "setsid {} {}",
+        background_recording_pid("sleep 100", &pids),
+        wait_for_lines(&pids, 1)
+    );
+    let outcome = h.run(shell(&script), root).await.unwrap();
+    assert_eq!(outcome.result.exit_code, 0);
+    let pids = read_pids(&pids);
+    assert_eq!(pids.len(), 1);
+    assert!(
+        eventually(Duration::from_secs(5), || !process_alive(pids[0])).await,
+        "the detached process {} survived its command",
+        pids[0]
+    );
 }
 
 #[tokio::test]

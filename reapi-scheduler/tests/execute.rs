@@ -266,7 +266,10 @@ async fn cancel_kills_the_running_action() {
     let pid_file = scratch.join("pid");
     let child_file = scratch.join("child");
     let spec = sh_args(
-        r#"echo $$ > "$1.tmp" && mv "$1.tmp" "$1"; sleep 30 & echo $! > "$2.tmp" && mv "$2.tmp" "$2"; wait"#,
+        // Pids as seen from outside the action's pid namespace.
+        r#"read -r me _ < /proc/self/stat; echo $me > "$1.tmp" && mv "$1.tmp" "$1";
+           sh -c 'read -r me _ < /proc/self/stat; echo $me > "$1.tmp" && mv "$1.tmp" "$1"; exec sleep 30' - "$2" &
+           wait"#,
         &[pid_file.to_str().unwrap(), child_file.to_str().unwrap()],
     );
     let digest = server.upload_action(&spec).await;

@@ -18,11 +18,12 @@
 //! it cannot give this guarantee; a blocking thread per running command is
 //! cheap next to the command itself.
 //!
-//! Processes that leave the group (`setsid`, `setpgid`) escape this; the
-//! `linux` isolation level (cgroups) is what catches those.
+//! Processes that leave the group (`setsid`, `setpgid`) escape a group
+//! kill; the command's pid namespace ([`super::launch`]) is what takes those
+//! down, when the command (its pid 1) dies.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -36,14 +37,10 @@ pub struct ProcessGroup {
 }
 
 impl ProcessGroup {
-    /// Starts watching `child`, which must lead its own process group (spawned
-    /// with `process_group(0)`). The receiver gets its exit status once it
-    /// exited and the rest of the group was killed.
-    pub fn watch(child: Child) -> Result<(ProcessGroup, oneshot::Receiver<ExitStatus>)> {
-        let pid = libc::pid_t::try_from(child.id())
-            .map_err(|_| Error::internal(format!("child pid {} out of range", child.id())))?;
-        // The Child handle is not used to wait: the thread below reaps.
-        drop(child);
+    /// Starts watching the process `pid`, a child of this process that
+    /// leads its own process group. The receiver gets its exit status once
+    /// it exited and the rest of the group was killed.
+    pub fn watch(pid: libc::pid_t) -> Result<(ProcessGroup, oneshot::Receiver<ExitStatus>)> {
         let group = ProcessGroup {
             pgid: pid,
             reaped: Arc::new(Mutex::new(false)),

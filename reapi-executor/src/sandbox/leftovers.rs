@@ -1,7 +1,8 @@
-//! Processes a previous life of this executor left running: when a server
-//! or worker is killed (SIGKILL, a crash, the OOM killer), the commands it
-//! was running are reparented to init and go on, still writing in their
-//! action directories. Before the pool clears its work directory at start,
+//! Processes a previous life of this executor left running. Commands die
+//! with the process that started them ([`super::launch`]), but not where
+//! the host allows no pid namespace, nor one started in the instant the
+//! server died: those are reparented to init and go on, still writing in
+//! their action directories. Before the pool clears its work directory at start,
 //! every process whose working directory is in it is killed, with its
 //! process group, so no stale command writes into a directory a new action
 //! is given.

@@ -8,9 +8,9 @@
 //! [`group`] owns a running process group.
 
 pub mod group;
+pub mod launch;
 pub mod leftovers;
 mod process;
 pub mod resolve;
-mod spawner;
 
 pub use process::ProcessSandbox;

@@ -1,15 +1,15 @@
 //! [`ProcessSandbox`]: isolation level `process`. The command runs as a
-//! child of the worker, in its own process group, with exactly the
+//! child of the worker, in its own process group (and, where the host
+//! allows, its own pid namespace: see [`super::launch`]), with exactly the
 //! environment it was given, stdin from `/dev/null` and stdout/stderr
 //! straight into files; as the server's user, or as another one
 //! ([`ProcessSandbox::running_as`]).
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -17,13 +17,14 @@ use reapi_core::execution::{Sandbox, SandboxCommand, SandboxOutcome};
 use reapi_core::{Error, ErrorExt, Result};
 
 use super::group::{exit_code, ProcessGroup};
+use super::launch::{launcher, LaunchSpec};
 use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
-use super::spawner::CredentialThread;
 
 /// Runs commands as child processes, each leading its own process group.
 ///
 /// On timeout and on cancel the whole group gets SIGKILL; when the command
-/// itself exits, whatever it left running in its group is killed too. A
+/// itself exits, whatever it left running in its group is killed too. If
+/// this process dies, the command dies with it ([`super::launch`]). A
 /// timeout of zero means "no timeout".
 ///
 /// By default commands run as the server's own user. With
@@ -33,8 +34,6 @@ use super::spawner::CredentialThread;
 pub struct ProcessSandbox {
     default_search_path: String,
     run_as: Option<(u32, u32)>,
-    /// Started on the first command that needs another user.
-    spawner: Arc<OnceLock<Result<Arc<CredentialThread>>>>,
 }
 
 impl Default for ProcessSandbox {
@@ -56,7 +55,6 @@ impl ProcessSandbox {
         ProcessSandbox {
             default_search_path: search_path.into(),
             run_as: None,
-            spawner: Arc::default(),
         }
     }
 
@@ -66,7 +64,6 @@ impl ProcessSandbox {
     /// whether inputs may be hardlinks to the store's files.
     pub fn running_as(mut self, uid: u32, gid: u32) -> Self {
         self.run_as = Some((uid, gid));
-        self.spawner = Arc::default();
         self
     }
 
@@ -75,9 +72,9 @@ impl ProcessSandbox {
         self.run_as
     }
 
-    /// The thread commands are spawned from, when they run as a user other
-    /// than the server's; `None` to spawn from the calling thread.
-    fn spawner(&self) -> Result<Option<Arc<CredentialThread>>> {
+    /// The identity to switch commands to, when it is not the server's;
+    /// an error when the server cannot switch.
+    fn switch_to(&self) -> Result<Option<(u32, u32)>> {
         let Some((uid, gid)) = self.run_as else {
             return Ok(None);
         };
@@ -91,10 +88,7 @@ impl ProcessSandbox {
                  is not root and cannot switch to them"
             )));
         }
-        self.spawner
-            .get_or_init(|| CredentialThread::start(uid, gid).map(Arc::new))
-            .clone()
-            .map(Some)
+        Ok(Some((uid, gid)))
     }
 }
 
@@ -103,13 +97,13 @@ impl Sandbox for ProcessSandbox {
     async fn run(&self, command: SandboxCommand) -> Result<SandboxOutcome> {
         let started = SystemTime::now();
         let search_path = self.default_search_path.clone();
-        let spawner = self.spawner()?;
+        let run_as = self.switch_to()?;
         let timeout = command.timeout;
         // Spawning touches the file system and waits for exec: off the
         // async threads. If this future is dropped meanwhile, the
         // ProcessGroup the task returns is dropped with it, which kills the
         // command.
-        let spawned = tokio::task::spawn_blocking(move || start(&command, &search_path, spawner))
+        let spawned = tokio::task::spawn_blocking(move || start(&command, &search_path, run_as))
             .await
             .map_err(|e| Error::internal(format!("starting the command: {e}")))??;
         let (group, mut exited) = match spawned {
@@ -162,7 +156,7 @@ enum Started {
 fn start(
     command: &SandboxCommand,
     search_path: &str,
-    spawner: Option<Arc<CredentialThread>>,
+    run_as: Option<(u32, u32)>,
 ) -> Result<Started> {
     let stdout = File::create(&command.stdout_path)
         .with_context(|| format!("creating {}", command.stdout_path.display()))?;
@@ -177,10 +171,10 @@ fn start(
         &command.working_directory,
         search_path,
     )
-    .and_then(|program| spawn(command, &program, spawner.as_deref(), stdout, &stderr));
+    .and_then(|program| spawn(command, &program, run_as, &stdout, &stderr));
     match spawned {
-        Ok(Ok(child)) => {
-            let (group, exited) = ProcessGroup::watch(child)?;
+        Ok(Ok(pid)) => {
+            let (group, exited) = ProcessGroup::watch(pid)?;
             Ok(Started::Running(group, exited))
         }
         Ok(Err(e)) => Err(e),
@@ -204,31 +198,22 @@ const TEXT_BUSY_RETRIES: u32 = 5;
 fn spawn(
     command: &SandboxCommand,
     program: &Path,
-    spawner: Option<&CredentialThread>,
-    stdout: File,
+    run_as: Option<(u32, u32)>,
+    stdout: &File,
     stderr: &File,
-) -> Result<Result<Child>, NotRunnable> {
+) -> Result<Result<libc::pid_t>, NotRunnable> {
+    let launcher = match launcher() {
+        Ok(launcher) => launcher,
+        Err(e) => return Ok(Err(e)),
+    };
     let mut attempt = 0;
     loop {
-        let stderr = match stderr.try_clone() {
-            Ok(file) => file,
-            Err(e) => return Ok(Err(Error::io("duplicating the stderr file", e))),
+        let spec = match launch_spec(command, program, run_as, stdout, stderr) {
+            Ok(spec) => spec,
+            Err(e) => return Ok(Err(e)),
         };
-        let stdout = match stdout.try_clone() {
-            Ok(file) => file,
-            Err(e) => return Ok(Err(Error::io("duplicating the stdout file", e))),
-        };
-        let mut cmd = build(command, program);
-        cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
-        let spawned = match spawner {
-            Some(thread) => match thread.run(move || cmd.spawn()) {
-                Ok(spawned) => spawned,
-                Err(e) => return Ok(Err(e)),
-            },
-            None => cmd.spawn(),
-        };
-        match spawned {
-            Ok(child) => return Ok(Ok(child)),
+        match launcher.launch(spec) {
+            Ok(pid) => return Ok(Ok(pid)),
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_BUSY_RETRIES => {
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(10 << attempt));
@@ -238,28 +223,54 @@ fn spawn(
     }
 }
 
-/// The command, built so that std can start it with `posix_spawn` (no
-/// code between fork and exec; see [`super::spawner`]).
-fn build(command: &SandboxCommand, program: &Path) -> Command {
-    // `program` may be relative to the working directory (`./tool`): on
-    // Linux the child changes directory before it execs, so it is found
-    // there, and a script's `$0` is what the client wrote. The tests hold
-    // std to that.
-    let mut cmd = Command::new(program);
-    if let Some(arg0) = command.arguments.first() {
-        cmd.arg0(arg0);
-    }
-    cmd.args(&command.arguments[1..])
-        .env_clear()
-        .envs(command.environment.iter().map(|(k, v)| (k, v)))
-        .current_dir(&command.working_directory)
-        .stdin(Stdio::null())
-        .process_group(0);
-    cmd
+/// The command in the form `execve` takes. `program` may be relative to the
+/// working directory (`./tool`): the child changes directory before it
+/// execs, so it is found there, and a script's `$0` is what the client
+/// wrote.
+fn launch_spec(
+    command: &SandboxCommand,
+    program: &Path,
+    run_as: Option<(u32, u32)>,
+    stdout: &File,
+    stderr: &File,
+) -> Result<LaunchSpec> {
+    let c_string = |bytes: &[u8], what: &str| {
+        CString::new(bytes)
+            .map_err(|_| Error::invalid_argument(format!("{what} contains a NUL byte")))
+    };
+    let argv = command
+        .arguments
+        .iter()
+        .map(|arg| c_string(arg.as_bytes(), "an argument"))
+        .collect::<Result<Vec<_>>>()?;
+    let envp = command
+        .environment
+        .iter()
+        .map(|(name, value)| c_string(format!("{name}={value}").as_bytes(), "a variable"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(LaunchSpec {
+        program: c_string(program.as_os_str().as_bytes(), "the program")?,
+        argv,
+        envp,
+        working_directory: c_string(
+            command.working_directory.as_os_str().as_bytes(),
+            "the working directory",
+        )?,
+        stdout: stdout
+            .try_clone()
+            .map_err(|e| Error::io("duplicating the stdout file", e))?,
+        stderr: stderr
+            .try_clone()
+            .map_err(|e| Error::io("duplicating the stderr file", e))?,
+        run_as,
+    })
 }
 
-fn classify_spawn_error(program: &Path, e: std::io::Error) -> Result<Result<Child>, NotRunnable> {
-    let shown = PathBuf::from(program).display().to_string();
+fn classify_spawn_error(
+    program: &Path,
+    e: std::io::Error,
+) -> Result<Result<libc::pid_t>, NotRunnable> {
+    let shown = program.display().to_string();
     match e.raw_os_error() {
         // The program exists (we checked), so ENOENT is about its
         // interpreter (`#!/missing/sh`) or its dynamic loader.

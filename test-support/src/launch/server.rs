@@ -44,8 +44,12 @@ pub struct Server {
     process: Process,
     addr: SocketAddr,
     data_dir: PathBuf,
+    /// What it was started with, to start it again ([`Server::restart`]).
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    starts: usize,
     /// Holds the data directory and the log; removed last.
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Server {
@@ -64,47 +68,43 @@ impl Server {
     /// arguments and extra environment variables (on top of the test's own
     /// environment, which the server inherits).
     pub fn start_with_args_and_env(extra_args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let binary = server_binary();
         let dir = tempfile::Builder::new()
             .prefix("reapi-e2e-server-")
             .tempdir()
             .expect("cannot create a temporary directory for the server");
         let data_dir = dir.path().join("data");
-        let log_path = dir.path().join("server.log");
-
-        let mut command = Command::new(&binary);
-        command
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data_dir)
-            .args(extra_args)
-            .envs(envs.iter().copied())
-            // The log is a file, read by people: no colour escapes.
-            .env("NO_COLOR", "1");
-        let (mut process, line) = Process::start_announced(
-            NAME,
-            command,
-            &log_path,
-            &announce::listening_prefix(NAME),
-            START_TIMEOUT,
-        );
-        let Some(addr) = announce::parse_listening(NAME, &line) else {
-            panic!(
-                "{NAME}'s first line is not `{}ADDR, data in DIR`: {line:?}\n{}",
-                announce::listening_prefix(NAME),
-                process.report(None)
-            );
-        };
-        eprintln!(
-            "started {} on {addr} (log: {})",
-            binary.display(),
-            log_path.display()
-        );
+        let args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (process, addr) = launch(&dir, &data_dir, &args, &envs, "server.log");
         Server {
             process,
             addr,
             data_dir,
-            _dir: dir,
+            args,
+            envs,
+            starts: 1,
+            dir,
         }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Kills the server if it still runs and starts it again over the same
+    /// data directory, with the same arguments (on a new port; the log of
+    /// each start is kept in its own file).
+    pub fn restart(&mut self) {
+        self.process.kill();
+        self.starts += 1;
+        let log = format!("server-{}.log", self.starts);
+        let (process, addr) = launch(&self.dir, &self.data_dir, &self.args, &self.envs, &log);
+        self.process = process;
+        self.addr = addr;
     }
 
     /// The address the server listens on.
@@ -144,4 +144,44 @@ impl Drop for Server {
             eprintln!("{}", self.process.report(None));
         }
     }
+}
+
+/// Starts the binary over `data_dir` and waits for its listening line.
+fn launch(
+    dir: &TempDir,
+    data_dir: &Path,
+    args: &[String],
+    envs: &[(String, String)],
+    log_name: &str,
+) -> (Process, SocketAddr) {
+    let binary = server_binary();
+    let log_path = dir.path().join(log_name);
+    let mut command = Command::new(&binary);
+    command
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        // The log is a file, read by people: no colour escapes.
+        .env("NO_COLOR", "1");
+    let (mut process, line) = Process::start_announced(
+        NAME,
+        command,
+        &log_path,
+        &announce::listening_prefix(NAME),
+        START_TIMEOUT,
+    );
+    let Some(addr) = announce::parse_listening(NAME, &line) else {
+        panic!(
+            "{NAME}'s first line is not `{}ADDR, data in DIR`: {line:?}\n{}",
+            announce::listening_prefix(NAME),
+            process.report(None)
+        );
+    };
+    eprintln!(
+        "started {} on {addr} (log: {})",
+        binary.display(),
+        log_path.display()
+    );
+    (process, addr)
 }

@@ -6,4 +6,6 @@ mod child;
 mod pids;
 
 pub use child::{tail, Process};
-pub use pids::{process_alive, process_exists, read_pid, read_pids};
+pub use pids::{
+    background_recording_pid, process_alive, process_exists, read_pid, read_pids, SHELL_OUTER_PID,
+};

@@ -45,3 +45,18 @@ pub fn read_pids(path: &Path) -> Vec<u32> {
         .filter_map(|l| l.trim().parse().ok())
         .collect()
 }
+
+/// Shell code that makes `$me` the running shell's pid as seen from
+/// outside. Actions run in a pid namespace of their own, where `$$` is 1
+/// and `$!` is a pid of that namespace; `/proc` is the host's, so
+/// `/proc/self` names the process by its outer pid.
+pub const SHELL_OUTER_PID: &str = "read -r me _ < /proc/self/stat";
+
+/// Shell code that starts `command` in the background and appends its
+/// outer pid (see [`SHELL_OUTER_PID`]) to `file`.
+pub fn background_recording_pid(command: &str, file: &Path) -> String {
+    format!(
+        "sh -c '{SHELL_OUTER_PID}; echo $me >> {f}; exec {command}' &",
+        f = file.display()
+    )
+}
