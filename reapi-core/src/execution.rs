@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::platform::ExecutorProperties;
+use crate::platform::{ExecutorProperties, Resources};
 use crate::proto::remote_execution::{Action, ActionResult, Command};
 
 /// Names one executor within a pool; stable while the executor lives.
@@ -126,6 +126,10 @@ pub struct SandboxCommand {
     pub stdout_path: PathBuf,
     pub stderr_path: PathBuf,
     pub timeout: Duration,
+    /// The CPUs and memory the action asked for (`cpus`, `memory`; zero
+    /// when it did not say). A sandbox that can enforce them makes them
+    /// limits.
+    pub resources: Resources,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +138,9 @@ pub struct SandboxOutcome {
     pub timed_out: bool,
     pub started: SystemTime,
     pub finished: SystemTime,
+    /// CPU time (user and system) of all the command's processes, when the
+    /// sandbox can measure it.
+    pub cpu_time: Option<Duration>,
 }
 
 #[async_trait]

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use reapi_core::execution::{
     ExecutionJob, ExecutionOutcome, ExecutorId, Sandbox, SandboxCommand, SandboxOutcome,
 };
+use reapi_core::platform::Requirements;
 use reapi_core::proto::remote_execution::ActionResult;
 use reapi_core::{BlobStore, Digest, Error, ErrorExt, Result};
 use tracing::Instrument;
@@ -128,6 +129,11 @@ async fn run_in_dir(
         stdout_path: dir.stdout_path(),
         stderr_path: dir.stderr_path(),
         timeout: job.timeout,
+        // The scheduler and the lease checked these already; a platform
+        // that does not parse asks for nothing.
+        resources: Requirements::for_action(&job.action, &job.command)
+            .map(|wanted| wanted.resources())
+            .unwrap_or_default(),
     };
     let outcome = ctx
         .sandbox

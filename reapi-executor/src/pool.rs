@@ -51,6 +51,7 @@ use crate::host;
 use crate::identity::{self, ActionIdentity};
 use crate::materialize::executables::ExecutableCache;
 use crate::materialize::Materializer;
+use crate::sandbox::cgroup::ActionCgroups;
 use crate::sandbox::ProcessSandbox;
 
 /// How a [`LocalExecutorPool`] is set up.
@@ -79,6 +80,9 @@ pub struct LocalExecutorConfig {
     /// write to the CAS. [`identity::default_run_as`] is what a server
     /// should use.
     pub run_as: Option<(u32, u32)>,
+    /// Processes and threads one action may have at once, where actions get
+    /// a cgroup each (a fork bomb stops there).
+    pub max_processes_per_action: u64,
 }
 
 impl LocalExecutorConfig {
@@ -94,6 +98,7 @@ impl LocalExecutorConfig {
             directory_cache_entries: 4096,
             allow_absolute_symlinks: true,
             run_as: None,
+            max_processes_per_action: 8192,
         })
     }
 
@@ -121,13 +126,30 @@ impl LocalExecutorConfig {
     /// A [`ProcessSandbox`] running commands as [`Self::run_as`] says.
     /// Starts the thread that launches commands, whose first log line says
     /// how their processes are tied to this one.
+    ///
+    /// Where the host lets this process make cgroups, each command gets
+    /// one (see [`crate::sandbox::cgroup`]); the log says which applies.
     pub fn process_sandbox(&self) -> ProcessSandbox {
         if let Err(e) = crate::sandbox::launch::containment() {
             tracing::error!("actions cannot be started: {e}");
         }
-        match self.run_as {
+        let sandbox = match self.run_as {
             Some((uid, gid)) => ProcessSandbox::new().running_as(uid, gid),
             None => ProcessSandbox::new(),
+        };
+        match ActionCgroups::for_work_dir(&self.work_dir, self.max_processes_per_action) {
+            Ok(cgroups) => {
+                tracing::info!(
+                    version = ?cgroups.version(),
+                    max_processes = self.max_processes_per_action,
+                    "each action runs in a cgroup of its own: `cpus` and `memory` are limits"
+                );
+                sandbox.with_cgroups(Arc::new(cgroups))
+            }
+            Err(e) => {
+                tracing::warn!("actions run without cgroups (no CPU or memory limits): {e}");
+                sandbox
+            }
         }
     }
 }

@@ -87,6 +87,8 @@ pub(super) struct LaunchSpec {
     pub stderr: File,
     /// `(uid, gid)` to switch to, with no supplementary groups.
     pub run_as: Option<(u32, u32)>,
+    /// `cgroup.procs` files the command joins before anything else runs.
+    pub cgroup_procs: Vec<CString>,
 }
 
 type Reply = mpsc::SyncSender<io::Result<libc::pid_t>>;
@@ -224,6 +226,7 @@ impl LaunchThread {
         let stderr = dup_above_stdio(&spec.stderr)?;
         let argv = null_terminated(&spec.argv);
         let envp = null_terminated(&spec.envp);
+        let cgroup_procs = null_terminated(&spec.cgroup_procs);
         let plan = ChildPlan {
             program: spec.program.as_ptr(),
             argv: argv.as_ptr(),
@@ -231,6 +234,7 @@ impl LaunchThread {
             working_directory: spec.working_directory.as_ptr(),
             stdio: [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
             run_as: spec.run_as,
+            cgroup_procs: cgroup_procs.as_ptr(),
             own_ids_map: self.user_maps(),
             // SAFETY: getpid has no preconditions.
             parent_pid: unsafe { libc::getpid() },
@@ -306,6 +310,7 @@ impl LaunchThread {
 enum Stage {
     UserNamespace = 1,
     ProcessGroup,
+    Cgroup,
     Identity,
     ParentDeathSignal,
     ParentGone,
@@ -315,9 +320,10 @@ enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 8] = [
+    const ALL: [Stage; 9] = [
         Stage::UserNamespace,
         Stage::ProcessGroup,
+        Stage::Cgroup,
         Stage::Identity,
         Stage::ParentDeathSignal,
         Stage::ParentGone,
@@ -330,6 +336,7 @@ impl Stage {
         match self {
             Stage::UserNamespace => "mapping the user namespace's ids",
             Stage::ProcessGroup => "making the command a process group leader",
+            Stage::Cgroup => "joining the action's cgroup",
             Stage::Identity => "switching to the action's user",
             Stage::ParentDeathSignal => "tying the command to the server's life",
             Stage::ParentGone => "starting the command (the server was exiting)",
@@ -349,6 +356,8 @@ struct ChildPlan {
     working_directory: *const c_char,
     stdio: [c_int; 3],
     run_as: Option<(u32, u32)>,
+    /// Null-terminated list of `cgroup.procs` paths.
+    cgroup_procs: *const *const c_char,
     own_ids_map: Option<(*const c_char, *const c_char)>,
     parent_pid: libc::pid_t,
     /// Without a pid namespace the child can see whether the server died
@@ -369,6 +378,7 @@ impl ChildPlan {
             working_directory: std::ptr::null(),
             stdio: [-1; 3],
             run_as: None,
+            cgroup_procs: std::ptr::null(),
             own_ids_map: (containment == Containment::UserAndPidNamespace)
                 .then(|| (own_ids_map.0.as_ptr(), own_ids_map.1.as_ptr())),
             parent_pid: 0,
@@ -423,6 +433,14 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> Option<Stage> {
     reset_signal_handlers();
     if libc::setpgid(0, 0) != 0 {
         return Some(Stage::ProcessGroup);
+    }
+    // Before the switch: the group's files belong to the server's user.
+    let mut procs = plan.cgroup_procs;
+    while !procs.is_null() && !(*procs).is_null() {
+        if !write_kernel_file(*procs, c"0".as_ptr()) {
+            return Some(Stage::Cgroup);
+        }
+        procs = procs.add(1);
     }
     if let Some((uid, gid)) = plan.run_as {
         let no_groups: *const libc::gid_t = std::ptr::null();
@@ -481,7 +499,12 @@ unsafe fn reset_signal_handlers() {
 
 /// Writes `text` (NUL-terminated) to a file of `/proc/self`.
 unsafe fn write_proc_self(path: &std::ffi::CStr, text: *const c_char) -> bool {
-    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    write_kernel_file(path.as_ptr(), text)
+}
+
+/// Writes `text` (NUL-terminated) to the kernel file `path` in one write.
+unsafe fn write_kernel_file(path: *const c_char, text: *const c_char) -> bool {
+    let fd = libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC);
     if fd < 0 {
         return false;
     }
@@ -539,6 +562,7 @@ mod tests {
             stdout: File::create(dir.join("stdout")).unwrap(),
             stderr: File::create(dir.join("stderr")).unwrap(),
             run_as,
+            cgroup_procs: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! Shared pieces: [`resolve`] finds the program `arguments[0]` names, and
 //! [`group`] owns a running process group.
 
+pub mod cgroup;
 pub mod group;
 pub mod launch;
 pub mod leftovers;

@@ -10,12 +10,14 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reapi_core::execution::{Sandbox, SandboxCommand, SandboxOutcome};
 use reapi_core::{Error, ErrorExt, Result};
 
+use super::cgroup::{ActionCgroup, ActionCgroups};
 use super::group::{exit_code, ProcessGroup};
 use super::launch::{launcher, LaunchSpec};
 use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
@@ -34,6 +36,8 @@ use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
 pub struct ProcessSandbox {
     default_search_path: String,
     run_as: Option<(u32, u32)>,
+    /// Where each command gets a cgroup of its own, if anywhere.
+    cgroups: Option<Arc<ActionCgroups>>,
 }
 
 impl Default for ProcessSandbox {
@@ -55,6 +59,7 @@ impl ProcessSandbox {
         ProcessSandbox {
             default_search_path: search_path.into(),
             run_as: None,
+            cgroups: None,
         }
     }
 
@@ -64,6 +69,14 @@ impl ProcessSandbox {
     /// whether inputs may be hardlinks to the store's files.
     pub fn running_as(mut self, uid: u32, gid: u32) -> Self {
         self.run_as = Some((uid, gid));
+        self
+    }
+
+    /// Runs each command in a cgroup of its own under `cgroups`: the CPUs
+    /// and memory it asked for become limits, its processes are counted
+    /// and capped, and its CPU time and out-of-memory kills are reported.
+    pub fn with_cgroups(mut self, cgroups: Arc<ActionCgroups>) -> Self {
+        self.cgroups = Some(cgroups);
         self
     }
 
@@ -99,21 +112,26 @@ impl Sandbox for ProcessSandbox {
         let search_path = self.default_search_path.clone();
         let run_as = self.switch_to()?;
         let timeout = command.timeout;
+        let cgroups = self.cgroups.clone();
+        let stderr_path = command.stderr_path.clone();
         // Spawning touches the file system and waits for exec: off the
         // async threads. If this future is dropped meanwhile, the
         // ProcessGroup the task returns is dropped with it, which kills the
         // command.
-        let spawned = tokio::task::spawn_blocking(move || start(&command, &search_path, run_as))
-            .await
-            .map_err(|e| Error::internal(format!("starting the command: {e}")))??;
-        let (group, mut exited) = match spawned {
-            Started::Running(group, exited) => (group, exited),
+        let spawned = tokio::task::spawn_blocking(move || {
+            start(&command, &search_path, run_as, cgroups.as_deref())
+        })
+        .await
+        .map_err(|e| Error::internal(format!("starting the command: {e}")))??;
+        let (group, mut exited, cgroup) = match spawned {
+            Started::Running(group, exited, cgroup) => (group, exited, cgroup),
             Started::NotRunnable(exit_code) => {
                 return Ok(SandboxOutcome {
                     exit_code,
                     timed_out: false,
                     started,
                     finished: SystemTime::now(),
+                    cpu_time: None,
                 });
             }
         };
@@ -136,11 +154,21 @@ impl Sandbox for ProcessSandbox {
             }
         };
         drop(group);
+        let finished = SystemTime::now();
+        let cpu_time = match cgroup {
+            Some(cgroup) => {
+                tokio::task::spawn_blocking(move || report_usage(&cgroup, &stderr_path))
+                    .await
+                    .map_err(|e| Error::internal(format!("reading the command's cgroup: {e}")))??
+            }
+            None => None,
+        };
         Ok(SandboxOutcome {
             exit_code: exit_code(status),
             timed_out,
             started,
-            finished: SystemTime::now(),
+            finished,
+            cpu_time,
         })
     }
 }
@@ -149,14 +177,39 @@ enum Started {
     Running(
         ProcessGroup,
         tokio::sync::oneshot::Receiver<std::process::ExitStatus>,
+        Option<ActionCgroup>,
     ),
     NotRunnable(i32),
+}
+
+/// Reads what the finished command used, and tells it in its stderr when
+/// it was killed for going over its memory limit.
+fn report_usage(cgroup: &ActionCgroup, stderr_path: &Path) -> Result<Option<Duration>> {
+    if cgroup.oom_killed() {
+        let mut stderr = std::fs::OpenOptions::new()
+            .append(true)
+            .open(stderr_path)
+            .with_context(|| format!("opening {}", stderr_path.display()))?;
+        writeln!(
+            stderr,
+            "reapi-executor: the action was killed for using more than its memory limit \
+             ({} bytes, its `memory` platform property)",
+            cgroup.memory_limit()
+        )
+        .with_context(|| format!("writing {}", stderr_path.display()))?;
+        tracing::info!(
+            limit = cgroup.memory_limit(),
+            "command killed by the OOM killer"
+        );
+    }
+    Ok(cgroup.cpu_time())
 }
 
 fn start(
     command: &SandboxCommand,
     search_path: &str,
     run_as: Option<(u32, u32)>,
+    cgroups: Option<&ActionCgroups>,
 ) -> Result<Started> {
     let stdout = File::create(&command.stdout_path)
         .with_context(|| format!("creating {}", command.stdout_path.display()))?;
@@ -171,11 +224,20 @@ fn start(
         &command.working_directory,
         search_path,
     )
-    .and_then(|program| spawn(command, &program, run_as, &stdout, &stderr));
+    .and_then(|program| {
+        let cgroup = match cgroups.map(|c| c.create(command.resources)).transpose() {
+            Ok(cgroup) => cgroup,
+            Err(e) => return Ok(Err(Error::io("creating the command's cgroup", e))),
+        };
+        Ok(
+            spawn(command, &program, run_as, cgroup.as_ref(), &stdout, &stderr)?
+                .map(|pid| (pid, cgroup)),
+        )
+    });
     match spawned {
-        Ok(Ok(pid)) => {
+        Ok(Ok((pid, cgroup))) => {
             let (group, exited) = ProcessGroup::watch(pid)?;
-            Ok(Started::Running(group, exited))
+            Ok(Started::Running(group, exited, cgroup))
         }
         Ok(Err(e)) => Err(e),
         Err(not_runnable) => {
@@ -199,6 +261,7 @@ fn spawn(
     command: &SandboxCommand,
     program: &Path,
     run_as: Option<(u32, u32)>,
+    cgroup: Option<&ActionCgroup>,
     stdout: &File,
     stderr: &File,
 ) -> Result<Result<libc::pid_t>, NotRunnable> {
@@ -208,7 +271,7 @@ fn spawn(
     };
     let mut attempt = 0;
     loop {
-        let spec = match launch_spec(command, program, run_as, stdout, stderr) {
+        let spec = match launch_spec(command, program, run_as, cgroup, stdout, stderr) {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(e)),
         };
@@ -231,6 +294,7 @@ fn launch_spec(
     command: &SandboxCommand,
     program: &Path,
     run_as: Option<(u32, u32)>,
+    cgroup: Option<&ActionCgroup>,
     stdout: &File,
     stderr: &File,
 ) -> Result<LaunchSpec> {
@@ -263,6 +327,7 @@ fn launch_spec(
             .try_clone()
             .map_err(|e| Error::io("duplicating the stderr file", e))?,
         run_as,
+        cgroup_procs: cgroup.map(ActionCgroup::procs_files).unwrap_or_default(),
     })
 }
 
