@@ -4,8 +4,11 @@
 //!   own process group, which is killed as a whole on timeout, on cancel
 //!   and when the command exits (so no background process outlives it).
 //!
-//! Shared pieces: [`resolve`] finds the program `arguments[0]` names, and
-//! [`group`] owns a running process group.
+//! Shared pieces: [`launch`] starts commands so that they die with this
+//! process (a pid namespace each), [`cgroup`] gives each a control group
+//! with the limits it asked for, [`resolve`] finds the program
+//! `arguments[0]` names, [`group`] owns a running process group, and
+//! [`leftovers`] kills what a killed predecessor left running.
 
 pub mod cgroup;
 pub mod group;
