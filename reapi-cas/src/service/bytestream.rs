@@ -91,7 +91,12 @@ impl ByteStreamService {
     /// be parked all the same. The stream's registration (`progress`) lasts
     /// until it is, so QueryWriteStatus and a resuming Write find it
     /// meanwhile.
-    fn keep_for_resume(
+    ///
+    /// The stream is answered only once the upload is parked: its temp file
+    /// then counts as a parked upload's (capped, given up before stored
+    /// blobs), and a client that opens upload after upload cannot outrun
+    /// the parking and push stored blobs out with unparked ones.
+    async fn keep_for_resume(
         &self,
         resumable: bool,
         key: UploadKey,
@@ -102,7 +107,7 @@ impl ByteStreamService {
             return;
         }
         let pending = Arc::clone(&self.pending);
-        tokio::spawn(async move {
+        let parking = tokio::spawn(async move {
             match writer.suspend().await {
                 Ok(()) => pending.park(key, writer),
                 Err(e) => {
@@ -111,6 +116,8 @@ impl ByteStreamService {
             }
             drop(progress);
         });
+        // A join error is a panic in the task, already reported by it.
+        let _ = parking.await;
     }
 
     /// Runs one Write stream to its end and answers it, logging a failure.
@@ -172,7 +179,7 @@ impl ByteStreamService {
         loop {
             if message.write_offset < 0 || message.write_offset as u64 != writer.committed_size() {
                 let committed = writer.committed_size();
-                self.keep_for_resume(resumable, key, writer, progress);
+                self.keep_for_resume(resumable, key, writer, progress).await;
                 return Err(Error::invalid_argument(format!(
                     "write_offset {} but {committed} bytes were committed",
                     message.write_offset
@@ -198,13 +205,13 @@ impl ByteStreamService {
             message = match stream.next().await {
                 Some(Ok(next)) => next,
                 None => {
-                    self.keep_for_resume(resumable, key, writer, progress);
+                    self.keep_for_resume(resumable, key, writer, progress).await;
                     return Err(Error::invalid_argument(format!(
                         "Write stream for {digest} ended before finish_write"
                     )));
                 }
                 Some(Err(status)) => {
-                    self.keep_for_resume(resumable, key, writer, progress);
+                    self.keep_for_resume(resumable, key, writer, progress).await;
                     return Err(Error::from(status).context(format!("Write stream for {digest}")));
                 }
             };
