@@ -5,8 +5,6 @@
 //! first process dies with the server. The restarted server then gives the
 //! next action a clean directory.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use reapi_test_support::actions::sh;
@@ -15,37 +13,26 @@ use reapi_test_support::cas::upload;
 use reapi_test_support::clients::{bs, cas, connect, exec};
 use reapi_test_support::launch::server::Server;
 use reapi_test_support::operations::{execute, execute_request, start_execute, Run};
-use reapi_test_support::process::{
-    background_recording_pid, process_alive, read_pids, SHELL_OUTER_PID,
-};
+use reapi_test_support::process::{process_alive, processes_with_cwd_under};
 use reapi_test_support::wait::eventually;
 
-/// The processes the action starts and records.
+/// The processes the action starts: itself, a background child, and a
+/// detached grandchild (its own session and process group).
 const PROCESSES: usize = 3;
 
-/// The action: records its own pid, a background child's and a detached
-/// grandchild's (outer pids), leaves a file in its input root, then waits.
-fn long_action(pids: &Path) -> String {
-    format!(
-        "{SHELL_OUTER_PID}; echo $me >> {p}; {child} setsid {detached} \
-         echo stale > leftover.txt; sleep 300",
-        p = pids.display(),
-        child = background_recording_pid("sleep 300", pids),
-        detached = background_recording_pid("sleep 301", pids),
-    )
-}
+/// The action: starts its children, leaves a file in its input root, then
+/// waits. The test finds its processes by their working directory (the
+/// action's `/proc` is its own, so it cannot name its outer pids).
+const LONG_ACTION: &str = "sh -c 'exec sleep 300' & setsid sh -c 'exec sleep 301' & \
+     echo stale > leftover.txt; sleep 302";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_servers_action_dies_with_it() {
     let mut server = Server::start();
-    // Actions may run as another user (nobody, under a root server): let
-    // them write their pids here.
-    let scratch = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let pid_file = scratch.path().join("pids");
+    let actions = server.data_dir().join("work/actions");
 
     let channel = connect(server.addr()).await;
-    let built = sh(&long_action(&pid_file)).build();
+    let built = sh(LONG_ACTION).build();
     upload(&mut cas(&channel), "", &built.blobs).await;
     let mut stream = start_execute(&mut exec(&channel), execute_request(&built.action_digest))
         .await
@@ -54,19 +41,23 @@ async fn a_killed_servers_action_dies_with_it() {
     let stream_task =
         tokio::spawn(async move { while let Ok(Some(_)) = stream.message().await {} });
 
+    let sleeping = || {
+        processes_with_cwd_under(&actions)
+            .into_iter()
+            .filter(|&pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmd| cmd.starts_with("sleep\0"))
+            })
+            .count()
+    };
     assert!(
-        eventually(Duration::from_secs(30), || read_pids(&pid_file).len()
-            == PROCESSES)
-        .await,
-        "the action did not start its processes; pids: {:?}\n{}",
-        read_pids(&pid_file),
+        eventually(Duration::from_secs(30), || sleeping() == PROCESSES).await,
+        "the action did not start its processes; running in the action directory: {:?}\n{}",
+        processes_with_cwd_under(&actions),
         server.log()
     );
-    let pids = read_pids(&pid_file);
-    assert!(
-        pids.iter().all(|&p| process_alive(p)),
-        "not all running: {pids:?}"
-    );
+    let pids = processes_with_cwd_under(&actions);
+    assert!(pids.len() >= PROCESSES, "{pids:?}");
 
     server.kill();
     let survivors = || {

@@ -119,7 +119,11 @@ pub struct SandboxCommand {
     pub arguments: Vec<String>,
     /// Exactly the client's environment: nothing is added.
     pub environment: Vec<(String, String)>,
-    /// Absolute path of the directory the command starts in.
+    /// Absolute path of the action's input root, which holds everything
+    /// the command may write.
+    pub input_root: PathBuf,
+    /// Absolute path of the directory the command starts in (the input
+    /// root or a directory under it).
     pub working_directory: PathBuf,
     /// Files the command's stdout and stderr go to (on disk, so output size
     /// never costs memory).

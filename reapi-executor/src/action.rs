@@ -125,6 +125,7 @@ async fn run_in_dir(
     let command = SandboxCommand {
         arguments: spec.arguments.clone(),
         environment: spec.environment.clone(),
+        input_root: root.clone(),
         working_directory: root.join(&spec.working_directory),
         stdout_path: dir.stdout_path(),
         stderr_path: dir.stderr_path(),

@@ -52,6 +52,8 @@ use crate::identity::{self, ActionIdentity};
 use crate::materialize::executables::ExecutableCache;
 use crate::materialize::Materializer;
 use crate::sandbox::cgroup::ActionCgroups;
+use crate::sandbox::isolation::Isolation;
+use crate::sandbox::launch::Containment;
 use crate::sandbox::ProcessSandbox;
 
 /// How a [`LocalExecutorPool`] is set up.
@@ -83,6 +85,9 @@ pub struct LocalExecutorConfig {
     /// Processes and threads one action may have at once, where actions get
     /// a cgroup each (a fork bomb stops there).
     pub max_processes_per_action: u64,
+    /// The isolation level actions run at; `None` (the default) for the
+    /// strongest this host allows ([`crate::sandbox::isolation`]).
+    pub isolation: Option<Isolation>,
 }
 
 impl LocalExecutorConfig {
@@ -99,6 +104,7 @@ impl LocalExecutorConfig {
             allow_absolute_symlinks: true,
             run_as: None,
             max_processes_per_action: 8192,
+            isolation: None,
         })
     }
 
@@ -123,34 +129,66 @@ impl LocalExecutorConfig {
         Ok(config)
     }
 
-    /// A [`ProcessSandbox`] running commands as [`Self::run_as`] says.
-    /// Starts the thread that launches commands, whose first log line says
-    /// how their processes are tied to this one.
-    ///
-    /// Where the host lets this process make cgroups, each command gets
-    /// one (see [`crate::sandbox::cgroup`]); the log says which applies.
-    pub fn process_sandbox(&self) -> ProcessSandbox {
-        if let Err(e) = crate::sandbox::launch::containment() {
-            tracing::error!("actions cannot be started: {e}");
-        }
+    /// A [`ProcessSandbox`] running commands as [`Self::run_as`] says, at
+    /// [`Self::isolation`]: the strongest level the host allows when unset,
+    /// and an error naming what is missing when the level asked for is not
+    /// available. Starts the thread that launches commands.
+    pub fn process_sandbox(&self) -> Result<ProcessSandbox> {
+        let containment = crate::sandbox::launch::containment()?;
         let sandbox = match self.run_as {
             Some((uid, gid)) => ProcessSandbox::new().running_as(uid, gid),
             None => ProcessSandbox::new(),
         };
-        match ActionCgroups::for_work_dir(&self.work_dir, self.max_processes_per_action) {
-            Ok(cgroups) => {
-                tracing::info!(
-                    version = ?cgroups.version(),
-                    max_processes = self.max_processes_per_action,
-                    "each action runs in a cgroup of its own: `cpus` and `memory` are limits"
-                );
-                sandbox.with_cgroups(Arc::new(cgroups))
+        let linux = match self.isolation {
+            Some(level) if level < Isolation::Linux => Err(String::new()),
+            _ => self.linux_requirements(containment),
+        };
+        let sandbox = match (self.isolation, linux) {
+            (Some(Isolation::Linux), Err(missing)) => {
+                return Err(Error::failed_precondition(format!(
+                    "isolation linux is not available on this host: {missing}"
+                )))
             }
-            Err(e) => {
-                tracing::warn!("actions run without cgroups (no CPU or memory limits): {e}");
+            (Some(Isolation::Linux) | None, Ok(cgroups)) => {
+                let work_dir = std::path::absolute(&self.work_dir)
+                    .with_context(|| format!("resolving {}", self.work_dir.display()))?;
+                // The server's data (the store, the other actions) is the
+                // work directory's parent in every layout we ship.
+                let hidden = match work_dir.parent() {
+                    Some(parent) if parent.parent().is_some() => parent.to_path_buf(),
+                    _ => work_dir,
+                };
                 sandbox
+                    .with_cgroups(Arc::new(cgroups))
+                    .with_isolation(Isolation::Linux, Some(hidden))
             }
+            (None, Err(missing)) => {
+                tracing::warn!("isolation linux is not available, using process: {missing}");
+                sandbox.with_isolation(Isolation::Process, None)
+            }
+            (Some(level), _) => sandbox.with_isolation(level, None),
+        };
+        tracing::info!(
+            isolation = %sandbox.isolation(),
+            "actions run at isolation level {}",
+            sandbox.isolation()
+        );
+        Ok(sandbox)
+    }
+
+    /// The cgroups of isolation `linux`, or what the host lacks for it.
+    fn linux_requirements(
+        &self,
+        containment: Containment,
+    ) -> std::result::Result<ActionCgroups, String> {
+        if containment != Containment::PidNamespace {
+            return Err(format!(
+                "it needs a server that may create namespaces (root); here: {}",
+                containment.describe()
+            ));
         }
+        ActionCgroups::for_work_dir(&self.work_dir, self.max_processes_per_action)
+            .map_err(|e| format!("it needs cgroups: {e}"))
     }
 }
 
@@ -267,9 +305,11 @@ impl LocalExecutorPool {
         worker: &str,
         executors: Option<usize>,
         platform: &[String],
+        isolation: Option<Isolation>,
     ) -> Result<Self> {
-        let config = LocalExecutorConfig::for_host(work_dir, worker, executors, platform)?;
-        let sandbox = Arc::new(config.process_sandbox());
+        let mut config = LocalExecutorConfig::for_host(work_dir, worker, executors, platform)?;
+        config.isolation = isolation;
+        let sandbox = Arc::new(config.process_sandbox()?);
         Self::new(cas, Some(disk), sandbox, config).await
     }
 
@@ -332,5 +372,31 @@ impl ExecutorPool for LocalExecutorPool {
             directory_owner: self.identity.directory_owner(),
         };
         run_action(ctx, job).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_isolation_names_what_the_host_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LocalExecutorConfig::new(dir.path().join("work")).unwrap();
+        let missing = config
+            .linux_requirements(Containment::FirstProcessOnly)
+            .unwrap_err();
+        assert!(missing.contains("namespaces (root)"), "{missing}");
+        assert!(missing.contains("no pid namespace"), "{missing}");
+    }
+
+    #[test]
+    fn lower_levels_are_taken_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LocalExecutorConfig::new(dir.path().join("work")).unwrap();
+        for level in [Isolation::None, Isolation::Process] {
+            config.isolation = Some(level);
+            assert_eq!(config.process_sandbox().unwrap().isolation(), level);
+        }
     }
 }

@@ -30,6 +30,7 @@ async fn run(
     let command = SandboxCommand {
         arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
         environment: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        input_root: dir.to_path_buf(),
         working_directory: dir.to_path_buf(),
         stdout_path: dir.join("stdout"),
         stderr_path: dir.join("stderr"),

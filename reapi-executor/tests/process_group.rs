@@ -203,7 +203,7 @@ async fn a_new_pool_kills_what_a_killed_predecessor_left_running() {
     let cas: std::sync::Arc<dyn reapi_core::BlobStore> =
         std::sync::Arc::new(MemoryStore::new(1 << 20));
     let config = LocalExecutorConfig::new(&work).unwrap();
-    let sandbox = std::sync::Arc::new(config.process_sandbox());
+    let sandbox = std::sync::Arc::new(config.process_sandbox().unwrap());
     let _pool = LocalExecutorPool::new(cas, None, sandbox, config)
         .await
         .unwrap();

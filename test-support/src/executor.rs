@@ -11,6 +11,7 @@ use reapi_cas::store::{DiskStore, DiskStoreConfig, MemoryStore};
 use reapi_core::execution::{ExecutionJob, ExecutionOutcome, ExecutorPool};
 use reapi_core::proto::remote_execution::{Action, Command, Tree};
 use reapi_core::{BlobStore, Digest, Result};
+use reapi_executor::sandbox::isolation::Isolation;
 use reapi_executor::{LocalExecutorConfig, LocalExecutorPool};
 
 use crate::trees::TreeSpec;
@@ -26,10 +27,23 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// A pool of two executors over a MemoryStore.
+    /// A pool of two executors over a MemoryStore, at isolation level
+    /// `process`: commands see the host's file system, so tests can watch
+    /// them through files in [`Harness::scratch`].
     pub async fn memory() -> Harness {
+        Self::memory_at(Isolation::Process).await
+    }
+
+    /// A pool of two executors over a MemoryStore at `isolation`.
+    pub async fn memory_at(isolation: Isolation) -> Harness {
+        Self::memory_at_in(isolation, &std::env::temp_dir()).await
+    }
+
+    /// The same with its directories in a new directory under `parent`.
+    pub async fn memory_at_in(isolation: Isolation, parent: &std::path::Path) -> Harness {
         let cas: Arc<dyn BlobStore> = Arc::new(MemoryStore::new(1 << 30));
-        Self::build(cas, None, tempfile::tempdir().unwrap(), None).await
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        Self::build(cas, None, dir, None, isolation).await
     }
 
     /// A pool of two executors over a DiskStore, running actions as the
@@ -52,7 +66,7 @@ impl Harness {
             .unwrap(),
         );
         let cas: Arc<dyn BlobStore> = disk.clone();
-        Self::build(cas, Some(disk), dir, run_as).await
+        Self::build(cas, Some(disk), dir, run_as, Isolation::Process).await
     }
 
     async fn build(
@@ -60,11 +74,15 @@ impl Harness {
         disk: Option<Arc<DiskStore>>,
         dir: tempfile::TempDir,
         run_as: Option<(u32, u32)>,
+        isolation: Isolation,
     ) -> Harness {
         let mut config = LocalExecutorConfig::new(dir.path().join("work")).unwrap();
         config.executors = 2;
         config.run_as = run_as;
-        let sandbox = config.process_sandbox();
+        config.isolation = Some(isolation);
+        let sandbox = config
+            .process_sandbox()
+            .unwrap_or_else(|e| panic!("isolation {isolation}: {e}"));
         let pool = LocalExecutorPool::new(cas.clone(), disk.clone(), Arc::new(sandbox), config)
             .await
             .unwrap();

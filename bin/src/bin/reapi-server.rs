@@ -55,6 +55,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             &id,
             config.executors,
             &config.platform,
+            config.isolation,
         )
         .await
         .map_err(|e| format!("starting local executors: {e}"))?;

@@ -139,6 +139,7 @@ async fn work(config: WorkerProcessConfig) -> Result<(), String> {
             &id,
             config.executors,
             &config.platform,
+            config.isolation,
         )
         .await
         .map_err(|e| format!("starting executors: {e}"))?;

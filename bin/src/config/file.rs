@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub instances: Option<Vec<String>>,
     pub executors: Option<usize>,
     pub platform: Option<Vec<String>>,
+    /// `none`, `process` or `linux`.
+    pub isolation: Option<String>,
     pub storage: Option<StorageSection>,
     /// Schedulers of the cluster (`host:port`, or one DNS name).
     pub schedulers: Option<Vec<String>>,

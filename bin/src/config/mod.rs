@@ -18,9 +18,22 @@ pub mod storage;
 pub mod worker;
 
 use reapi_core::config::{parse_byte_size, parse_duration};
+use reapi_executor::sandbox::isolation::Isolation;
 use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8980";
+
+/// `--isolation` (or `isolation` in the file; the flag wins): `None` for
+/// the strongest level the host allows.
+pub(crate) fn resolve_isolation(
+    flag: Option<String>,
+    file: Option<String>,
+) -> Result<Option<Isolation>, String> {
+    flag.or(file)
+        .map(|text| text.parse::<Isolation>())
+        .transpose()
+        .map_err(|e| format!("--isolation: {}", e.message()))
+}
 
 pub(crate) fn parse_size_flag(text: &str) -> Result<u64, String> {
     parse_byte_size(text).map_err(|e| e.to_string())

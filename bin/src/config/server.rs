@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use reapi_cas::config::StorageConfig;
+use reapi_executor::sandbox::isolation::Isolation;
 
 use super::file::FileConfig;
 use super::ops::OpsFlags;
 use super::scheduling::SchedulingFlags;
 use super::storage::StorageFlags;
-use super::DEFAULT_LISTEN;
+use super::{resolve_isolation, DEFAULT_LISTEN};
 use reapi_scheduler::SchedulerConfig;
 
 #[derive(Parser, Debug, Default)]
@@ -39,6 +40,10 @@ pub struct ServerFlags {
     /// memory).
     #[arg(long = "platform", value_name = "KEY=VALUE")]
     pub platform: Vec<String>,
+    /// How actions are isolated: none, process or linux (default: the
+    /// strongest this host allows; asking for one it cannot give fails).
+    #[arg(long, value_name = "LEVEL")]
+    pub isolation: Option<String>,
     #[command(flatten)]
     pub scheduling: SchedulingFlags,
 }
@@ -52,6 +57,8 @@ pub struct ServerConfig {
     /// `None`: one executor per CPU.
     pub executors: Option<usize>,
     pub platform: Vec<String>,
+    /// `None`: the strongest the host allows.
+    pub isolation: Option<Isolation>,
     pub scheduler: SchedulerConfig,
 }
 
@@ -66,6 +73,7 @@ impl ServerConfig {
             listen: resolve_listen(flags.listen, file.listen)?,
             storage,
             executors: flags.executors.or(file.executors),
+            isolation: resolve_isolation(flags.isolation, file.isolation.clone())?,
             platform: if flags.platform.is_empty() {
                 file.platform.unwrap_or_default()
             } else {
@@ -116,6 +124,31 @@ mod tests {
         let config = ServerConfig::load(flags).unwrap();
         assert_eq!(config.executors, Some(3));
         assert_eq!(config.platform, ["OSFamily=linux", "pool=big"]);
+    }
+
+    #[test]
+    fn isolation_from_flag_or_file_and_unknown_levels_refused() {
+        let config = ServerConfig::load(ServerFlags::default()).unwrap();
+        assert_eq!(config.isolation, None);
+        let flags = ServerFlags::parse_from(["reapi-server", "--isolation", "process"]);
+        let config = ServerConfig::load(flags).unwrap();
+        assert_eq!(config.isolation, Some(Isolation::Process));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "isolation = \"none\"\n").unwrap();
+        let flags = ServerFlags::parse_from(["reapi-server", "--config", path.to_str().unwrap()]);
+        assert_eq!(
+            ServerConfig::load(flags).unwrap().isolation,
+            Some(Isolation::None)
+        );
+
+        let flags = ServerFlags::parse_from(["reapi-server", "--isolation", "chroot"]);
+        let err = ServerConfig::load(flags).unwrap_err();
+        assert!(
+            err.contains("--isolation") && err.contains("none, process, linux"),
+            "{err}"
+        );
     }
 
     #[test]

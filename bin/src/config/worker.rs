@@ -8,12 +8,13 @@ use std::time::Duration;
 use clap::Parser;
 use reapi_cas::config::StorageConfig;
 use reapi_core::cluster::discovery::MemberList;
+use reapi_executor::sandbox::isolation::Isolation;
 
 use super::file::FileConfig;
 use super::ops::OpsFlags;
 use super::scheduler::check_replica_count;
 use super::storage::StorageFlags;
-use super::{parse_duration_flag, parse_size_flag};
+use super::{parse_duration_flag, parse_size_flag, resolve_isolation};
 
 /// Where a worker serves its share of the cluster CAS unless told.
 pub const DEFAULT_WORKER_LISTEN: &str = "127.0.0.1:0";
@@ -65,6 +66,10 @@ pub struct WorkerFlags {
     /// A property the executors offer, `key=value`; repeatable.
     #[arg(long = "platform", value_name = "KEY=VALUE")]
     pub platform: Vec<String>,
+    /// How actions are isolated: none, process or linux (default: the
+    /// strongest this host allows; asking for one it cannot give fails).
+    #[arg(long, value_name = "LEVEL")]
+    pub isolation: Option<String>,
     /// On SIGTERM, how long running actions may take to finish.
     #[arg(long = "drain_grace", value_name = "DURATION", value_parser = parse_duration_flag)]
     pub drain_grace: Option<Duration>,
@@ -98,6 +103,8 @@ pub struct WorkerProcessConfig {
     pub cas: WorkerCas,
     pub executors: Option<usize>,
     pub platform: Vec<String>,
+    /// `None`: the strongest the host allows.
+    pub isolation: Option<Isolation>,
     pub drain_grace: Duration,
     /// `None`: the repairer's default.
     pub repair_period: Option<Duration>,
@@ -133,6 +140,7 @@ impl WorkerProcessConfig {
             schedulers,
             cas,
             executors: flags.executors.or(file.executors),
+            isolation: resolve_isolation(flags.isolation, file.isolation.clone())?,
             platform: if flags.platform.is_empty() {
                 file.platform.unwrap_or_default()
             } else {

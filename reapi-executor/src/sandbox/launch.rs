@@ -89,7 +89,68 @@ pub(super) struct LaunchSpec {
     pub run_as: Option<(u32, u32)>,
     /// `cgroup.procs` files the command joins before anything else runs.
     pub cgroup_procs: Vec<CString>,
+    /// `process` and `linux` isolation: a pid namespace (where the host
+    /// allows) and resource limits; `none`: neither.
+    pub contained: bool,
+    /// `linux` isolation: mount, network, IPC and hostname namespaces.
+    pub private_view: Option<PrivateView>,
 }
+
+/// What a `linux`-level command sees of the file system, prepared by
+/// [`PrivateView::new`] before the clone.
+pub(super) struct PrivateView {
+    /// Covered by an empty tmpfs, unless under `/tmp` (which gets one
+    /// anyway).
+    hidden: Option<CString>,
+    /// Every ancestor of the input root, outermost first, then the input
+    /// root: recreated (empty) where the covering hid them.
+    path_to_input_root: Vec<CString>,
+}
+
+impl PrivateView {
+    /// The view for a command whose input root is `input_root`, with
+    /// `hidden` (the server's data) covered.
+    pub fn new(input_root: &std::path::Path, hidden: &std::path::Path) -> io::Result<PrivateView> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |path: &std::path::Path| {
+            CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| io::Error::other("a path with a NUL byte"))
+        };
+        let input_root = std::path::absolute(input_root)?;
+        let mut ancestors: Vec<&std::path::Path> = input_root
+            .ancestors()
+            .filter(|p| p.parent().is_some())
+            .collect();
+        ancestors.reverse();
+        Ok(PrivateView {
+            hidden: if hidden.starts_with("/tmp") || hidden == std::path::Path::new("/") {
+                None
+            } else {
+                Some(c(hidden)?)
+            },
+            path_to_input_root: ancestors.into_iter().map(c).collect::<io::Result<_>>()?,
+        })
+    }
+}
+
+/// `SIOCSIFFLAGS` for `lo`: up and running.
+fn loopback_up_request() -> libc::ifreq {
+    // SAFETY: an all-zero ifreq is valid; the name and flags are set below.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo") {
+        *slot = *byte as c_char;
+    }
+    request.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    request
+}
+
+/// Namespaces a `linux`-level command gets besides the pid namespace.
+const PRIVATE_VIEW_FLAGS: c_int =
+    libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+
+/// Open files a contained command may have: a generous cap that still stops
+/// a leak from exhausting the host's table.
+const MAX_OPEN_FILES: libc::rlim_t = 1 << 16;
 
 type Reply = mpsc::SyncSender<io::Result<libc::pid_t>>;
 
@@ -204,7 +265,7 @@ impl LaunchThread {
         };
         for &candidate in candidates {
             let plan = ChildPlan::probe(candidate, &self.own_ids_map);
-            match self.clone_child(&plan, candidate) {
+            match self.clone_child(&plan, candidate.clone_flags()) {
                 Ok(pid) => {
                     let status = reap(pid);
                     if status == 0 && plan.failed().is_none() {
@@ -227,6 +288,33 @@ impl LaunchThread {
         let argv = null_terminated(&spec.argv);
         let envp = null_terminated(&spec.envp);
         let cgroup_procs = null_terminated(&spec.cgroup_procs);
+        let path_to_input_root = spec
+            .private_view
+            .as_ref()
+            .map(|view| null_terminated(&view.path_to_input_root));
+        let view = spec.private_view.as_ref().map(|view| ViewPlan {
+            hidden: view
+                .hidden
+                .as_ref()
+                .map_or(std::ptr::null(), |h| h.as_ptr()),
+            path_to_input_root: path_to_input_root
+                .as_ref()
+                .map_or(std::ptr::null(), |p| p.as_ptr()),
+            input_root: view
+                .path_to_input_root
+                .last()
+                .map_or(std::ptr::null(), |p| p.as_ptr()),
+            loopback_up: loopback_up_request(),
+        });
+        let containment = if spec.contained {
+            self.containment
+        } else {
+            Containment::FirstProcessOnly
+        };
+        let mut flags = containment.clone_flags();
+        if view.is_some() {
+            flags |= PRIVATE_VIEW_FLAGS;
+        }
         let plan = ChildPlan {
             program: spec.program.as_ptr(),
             argv: argv.as_ptr(),
@@ -235,42 +323,42 @@ impl LaunchThread {
             stdio: [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
             run_as: spec.run_as,
             cgroup_procs: cgroup_procs.as_ptr(),
-            own_ids_map: self.user_maps(),
+            view,
+            limit_resources: spec.contained,
+            own_ids_map: (containment == Containment::UserAndPidNamespace)
+                .then(|| (self.own_ids_map.0.as_ptr(), self.own_ids_map.1.as_ptr())),
             // SAFETY: getpid has no preconditions.
             parent_pid: unsafe { libc::getpid() },
-            check_parent: self.containment == Containment::FirstProcessOnly,
+            check_parent: containment == Containment::FirstProcessOnly,
             probe_only: false,
             failed_stage: AtomicI32::new(0),
             failed_errno: AtomicI32::new(0),
+            failed_detail: AtomicI32::new(0),
         };
-        let pid = self.clone_child(&plan, self.containment)?;
+        let pid = self.clone_child(&plan, flags)?;
         match plan.failed() {
             None => Ok(pid),
             Some((stage, errno)) => {
                 reap(pid);
                 let os_error = io::Error::from_raw_os_error(errno);
-                if stage == Stage::Exec {
-                    Err(os_error)
-                } else {
-                    Err(io::Error::other(format!("{}: {os_error}", stage.doing())))
+                let detail = plan.failed_detail.load(Ordering::Acquire) as usize;
+                match stage {
+                    Stage::Exec => Err(os_error),
+                    Stage::PrivateView => Err(io::Error::other(format!(
+                        "{} ({}): {os_error}",
+                        stage.doing(),
+                        VIEW_STEPS.get(detail).copied().unwrap_or("?")
+                    ))),
+                    _ => Err(io::Error::other(format!("{}: {os_error}", stage.doing()))),
                 }
             }
         }
     }
 
-    fn user_maps(&self) -> Option<(*const c_char, *const c_char)> {
-        (self.containment == Containment::UserAndPidNamespace)
-            .then(|| (self.own_ids_map.0.as_ptr(), self.own_ids_map.1.as_ptr()))
-    }
-
     /// Clones a child running [`child_main`] on `plan`, and returns once it
     /// has exec'd or exited.
-    fn clone_child(
-        &mut self,
-        plan: &ChildPlan,
-        containment: Containment,
-    ) -> io::Result<libc::pid_t> {
-        let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | containment.clone_flags();
+    fn clone_child(&mut self, plan: &ChildPlan, namespaces: c_int) -> io::Result<libc::pid_t> {
+        let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | namespaces;
         let stack_top = {
             let end = self.stack.as_mut_ptr_range().end as usize;
             (end & !15) as *mut c_void
@@ -309,6 +397,9 @@ impl LaunchThread {
 #[repr(i32)]
 enum Stage {
     UserNamespace = 1,
+    PrivateView,
+    Network,
+    ResourceLimits,
     ProcessGroup,
     Cgroup,
     Identity,
@@ -320,8 +411,11 @@ enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 9] = [
+    const ALL: [Stage; 12] = [
         Stage::UserNamespace,
+        Stage::PrivateView,
+        Stage::Network,
+        Stage::ResourceLimits,
         Stage::ProcessGroup,
         Stage::Cgroup,
         Stage::Identity,
@@ -335,6 +429,9 @@ impl Stage {
     fn doing(self) -> &'static str {
         match self {
             Stage::UserNamespace => "mapping the user namespace's ids",
+            Stage::PrivateView => "setting up the action's view of the file system",
+            Stage::Network => "bringing up the action's loopback interface",
+            Stage::ResourceLimits => "setting the action's resource limits",
             Stage::ProcessGroup => "making the command a process group leader",
             Stage::Cgroup => "joining the action's cgroup",
             Stage::Identity => "switching to the action's user",
@@ -358,6 +455,8 @@ struct ChildPlan {
     run_as: Option<(u32, u32)>,
     /// Null-terminated list of `cgroup.procs` paths.
     cgroup_procs: *const *const c_char,
+    view: Option<ViewPlan>,
+    limit_resources: bool,
     own_ids_map: Option<(*const c_char, *const c_char)>,
     parent_pid: libc::pid_t,
     /// Without a pid namespace the child can see whether the server died
@@ -367,6 +466,8 @@ struct ChildPlan {
     probe_only: bool,
     failed_stage: AtomicI32,
     failed_errno: AtomicI32,
+    /// Which step of the stage failed, where a stage has several.
+    failed_detail: AtomicI32,
 }
 
 impl ChildPlan {
@@ -379,6 +480,8 @@ impl ChildPlan {
             stdio: [-1; 3],
             run_as: None,
             cgroup_procs: std::ptr::null(),
+            view: None,
+            limit_resources: false,
             own_ids_map: (containment == Containment::UserAndPidNamespace)
                 .then(|| (own_ids_map.0.as_ptr(), own_ids_map.1.as_ptr())),
             parent_pid: 0,
@@ -386,6 +489,7 @@ impl ChildPlan {
             probe_only: true,
             failed_stage: AtomicI32::new(0),
             failed_errno: AtomicI32::new(0),
+            failed_detail: AtomicI32::new(0),
         }
     }
 
@@ -394,6 +498,152 @@ impl ChildPlan {
         let stage = Stage::ALL.into_iter().find(|s| *s as i32 == stage)?;
         Some((stage, self.failed_errno.load(Ordering::Acquire)))
     }
+}
+
+/// [`PrivateView`] as pointers the child can use.
+struct ViewPlan {
+    hidden: *const c_char,
+    path_to_input_root: *const *const c_char,
+    input_root: *const c_char,
+    loopback_up: libc::ifreq,
+}
+
+/// Mounts the private view: nothing the command mounts is seen outside,
+/// `/tmp` and the server's data are covered by empty tmpfs, the input root
+/// is put back at its own path, and `/proc` shows the command's pid
+/// namespace.
+unsafe fn mount_private_view(view: &ViewPlan) -> Result<(), usize> {
+    let none: *const c_char = std::ptr::null();
+    let tmpfs = c"tmpfs".as_ptr();
+    let covering = libc::MS_NOSUID | libc::MS_NODEV;
+    let check = |step: usize, rc: c_int| if rc == 0 { Ok(()) } else { Err(step) };
+    check(
+        0,
+        libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ),
+    )?;
+    // The way back to the input root once its path is covered: a
+    // descriptor of this namespace's copy of it (one from before the clone
+    // belongs to the server's namespace, which a bind mount refuses).
+    let root_fd = libc::open(
+        view.input_root,
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    );
+    check(3, if root_fd < 0 { -1 } else { 0 })?;
+    let mut by_fd = [0u8; 32];
+    proc_self_fd_path(root_fd, &mut by_fd);
+    check(
+        1,
+        libc::mount(
+            tmpfs,
+            c"/tmp".as_ptr(),
+            tmpfs,
+            covering,
+            c"mode=1777".as_ptr().cast(),
+        ),
+    )?;
+    if !view.hidden.is_null() {
+        check(
+            2,
+            libc::mount(
+                tmpfs,
+                view.hidden,
+                tmpfs,
+                covering,
+                c"mode=755".as_ptr().cast(),
+            ),
+        )?;
+    }
+    let mut dir = view.path_to_input_root;
+    while !dir.is_null() && !(*dir).is_null() {
+        // Fails with EEXIST where the path was not covered.
+        libc::mkdir(*dir, 0o755);
+        dir = dir.add(1);
+    }
+    check(
+        3,
+        libc::mount(
+            by_fd.as_ptr().cast(),
+            view.input_root,
+            none,
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        ),
+    )?;
+    check(
+        4,
+        libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ),
+    )
+}
+
+/// Writes `/proc/self/fd/{fd}` and a NUL into `out`, without allocating.
+fn proc_self_fd_path(fd: c_int, out: &mut [u8; 32]) {
+    let prefix = b"/proc/self/fd/";
+    out[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 10];
+    let mut n = fd.max(0) as u32;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, digit) in digits[..len].iter().rev().enumerate() {
+        out[prefix.len() + i] = *digit;
+    }
+    out[prefix.len() + len] = 0;
+}
+
+/// What each step of [`mount_private_view`] mounts, for errors.
+const VIEW_STEPS: [&str; 5] = [
+    "making the action's mounts private",
+    "mounting a private /tmp",
+    "covering the server's data",
+    "putting the input root back",
+    "mounting a private /proc",
+];
+
+/// The new network namespace has only a loopback interface, down.
+unsafe fn bring_up_loopback(request: &libc::ifreq) -> bool {
+    let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+    if socket < 0 {
+        return false;
+    }
+    let mut request = *request;
+    let done = libc::ioctl(socket, libc::SIOCSIFFLAGS, &mut request) == 0;
+    libc::close(socket);
+    done
+}
+
+/// No core dumps (they would land in the input root as outputs nobody
+/// asked for), and a cap on open files.
+unsafe fn limit_resources() -> bool {
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let mut files: libc::rlimit = std::mem::zeroed();
+    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut files) != 0 {
+        return false;
+    }
+    files.rlim_max = files.rlim_max.min(MAX_OPEN_FILES);
+    files.rlim_cur = files.rlim_max;
+    libc::setrlimit(libc::RLIMIT_CORE, &no_core) == 0
+        && libc::setrlimit(libc::RLIMIT_NOFILE, &files) == 0
 }
 
 /// The child, between clone and exec. Runs in the server's memory on the
@@ -431,6 +681,18 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> Option<Stage> {
         return None;
     }
     reset_signal_handlers();
+    if let Some(view) = &plan.view {
+        if let Err(step) = mount_private_view(view) {
+            plan.failed_detail.store(step as i32, Ordering::Release);
+            return Some(Stage::PrivateView);
+        }
+        if !bring_up_loopback(&view.loopback_up) {
+            return Some(Stage::Network);
+        }
+    }
+    if plan.limit_resources && !limit_resources() {
+        return Some(Stage::ResourceLimits);
+    }
     if libc::setpgid(0, 0) != 0 {
         return Some(Stage::ProcessGroup);
     }
@@ -563,6 +825,8 @@ mod tests {
             stderr: File::create(dir.join("stderr")).unwrap(),
             run_as,
             cgroup_procs: Vec::new(),
+            contained: true,
+            private_view: None,
         }
     }
 
@@ -597,6 +861,17 @@ mod tests {
         assert_eq!(fields[4], cwd.to_str().unwrap());
         let err = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
         assert_eq!(err, "oops\n");
+    }
+
+    #[test]
+    fn descriptor_paths_are_written_without_allocating() {
+        let mut out = [0xffu8; 32];
+        proc_self_fd_path(1023, &mut out);
+        let path = std::ffi::CStr::from_bytes_until_nul(&out).unwrap();
+        assert_eq!(path, c"/proc/self/fd/1023");
+        proc_self_fd_path(7, &mut out);
+        let path = std::ffi::CStr::from_bytes_until_nul(&out).unwrap();
+        assert_eq!(path, c"/proc/self/fd/7");
     }
 
     #[test]

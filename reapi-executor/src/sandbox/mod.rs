@@ -12,6 +12,7 @@
 
 pub mod cgroup;
 pub mod group;
+pub mod isolation;
 pub mod launch;
 pub mod leftovers;
 mod process;

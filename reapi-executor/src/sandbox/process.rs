@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +19,8 @@ use reapi_core::{Error, ErrorExt, Result};
 
 use super::cgroup::{ActionCgroup, ActionCgroups};
 use super::group::{exit_code, ProcessGroup};
-use super::launch::{launcher, LaunchSpec};
+use super::isolation::Isolation;
+use super::launch::{launcher, LaunchSpec, PrivateView};
 use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
 
 /// Runs commands as child processes, each leading its own process group.
@@ -38,6 +39,15 @@ pub struct ProcessSandbox {
     run_as: Option<(u32, u32)>,
     /// Where each command gets a cgroup of its own, if anywhere.
     cgroups: Option<Arc<ActionCgroups>>,
+    confinement: Confinement,
+}
+
+/// The isolation level and what it hides.
+#[derive(Clone, Debug)]
+struct Confinement {
+    isolation: Isolation,
+    /// `linux`: the directory covered by an empty one (the server's data).
+    hidden: Option<PathBuf>,
 }
 
 impl Default for ProcessSandbox {
@@ -60,6 +70,10 @@ impl ProcessSandbox {
             default_search_path: search_path.into(),
             run_as: None,
             cgroups: None,
+            confinement: Confinement {
+                isolation: Isolation::Process,
+                hidden: None,
+            },
         }
     }
 
@@ -78,6 +92,21 @@ impl ProcessSandbox {
     pub fn with_cgroups(mut self, cgroups: Arc<ActionCgroups>) -> Self {
         self.cgroups = Some(cgroups);
         self
+    }
+
+    /// Runs commands at isolation level `isolation` (`process` by default;
+    /// see [`super::isolation`]). For `linux`, `hidden` is covered by an
+    /// empty directory in each command's view (the server's data: the
+    /// store and the other actions' directories), all but the command's
+    /// own input root; cgroups come from [`Self::with_cgroups`].
+    pub fn with_isolation(mut self, isolation: Isolation, hidden: Option<PathBuf>) -> Self {
+        self.confinement = Confinement { isolation, hidden };
+        self
+    }
+
+    /// The isolation level commands run at.
+    pub fn isolation(&self) -> Isolation {
+        self.confinement.isolation
     }
 
     /// The `(uid, gid)` commands run as; `None` for the server's own.
@@ -113,13 +142,20 @@ impl Sandbox for ProcessSandbox {
         let run_as = self.switch_to()?;
         let timeout = command.timeout;
         let cgroups = self.cgroups.clone();
+        let confinement = self.confinement.clone();
         let stderr_path = command.stderr_path.clone();
         // Spawning touches the file system and waits for exec: off the
         // async threads. If this future is dropped meanwhile, the
         // ProcessGroup the task returns is dropped with it, which kills the
         // command.
         let spawned = tokio::task::spawn_blocking(move || {
-            start(&command, &search_path, run_as, cgroups.as_deref())
+            start(
+                &command,
+                &search_path,
+                run_as,
+                cgroups.as_deref(),
+                &confinement,
+            )
         })
         .await
         .map_err(|e| Error::internal(format!("starting the command: {e}")))??;
@@ -210,6 +246,7 @@ fn start(
     search_path: &str,
     run_as: Option<(u32, u32)>,
     cgroups: Option<&ActionCgroups>,
+    confinement: &Confinement,
 ) -> Result<Started> {
     let stdout = File::create(&command.stdout_path)
         .with_context(|| format!("creating {}", command.stdout_path.display()))?;
@@ -229,10 +266,16 @@ fn start(
             Ok(cgroup) => cgroup,
             Err(e) => return Ok(Err(Error::io("creating the command's cgroup", e))),
         };
-        Ok(
-            spawn(command, &program, run_as, cgroup.as_ref(), &stdout, &stderr)?
-                .map(|pid| (pid, cgroup)),
-        )
+        Ok(spawn(
+            command,
+            &program,
+            run_as,
+            cgroup.as_ref(),
+            confinement,
+            &stdout,
+            &stderr,
+        )?
+        .map(|pid| (pid, cgroup)))
     });
     match spawned {
         Ok(Ok((pid, cgroup))) => {
@@ -262,6 +305,7 @@ fn spawn(
     program: &Path,
     run_as: Option<(u32, u32)>,
     cgroup: Option<&ActionCgroup>,
+    confinement: &Confinement,
     stdout: &File,
     stderr: &File,
 ) -> Result<Result<libc::pid_t>, NotRunnable> {
@@ -271,7 +315,15 @@ fn spawn(
     };
     let mut attempt = 0;
     loop {
-        let spec = match launch_spec(command, program, run_as, cgroup, stdout, stderr) {
+        let spec = match launch_spec(
+            command,
+            program,
+            run_as,
+            cgroup,
+            confinement,
+            stdout,
+            stderr,
+        ) {
             Ok(spec) => spec,
             Err(e) => return Ok(Err(e)),
         };
@@ -295,6 +347,7 @@ fn launch_spec(
     program: &Path,
     run_as: Option<(u32, u32)>,
     cgroup: Option<&ActionCgroup>,
+    confinement: &Confinement,
     stdout: &File,
     stderr: &File,
 ) -> Result<LaunchSpec> {
@@ -328,6 +381,17 @@ fn launch_spec(
             .map_err(|e| Error::io("duplicating the stderr file", e))?,
         run_as,
         cgroup_procs: cgroup.map(ActionCgroup::procs_files).unwrap_or_default(),
+        contained: confinement.isolation >= Isolation::Process,
+        private_view: match confinement.isolation {
+            Isolation::Linux => Some(
+                PrivateView::new(
+                    &command.input_root,
+                    confinement.hidden.as_deref().unwrap_or(Path::new("/")),
+                )
+                .map_err(|e| Error::io("preparing the action's view of the file system", e))?,
+            ),
+            _ => None,
+        },
     })
 }
 

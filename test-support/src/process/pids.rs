@@ -60,3 +60,22 @@ pub fn background_recording_pid(command: &str, file: &Path) -> String {
         f = file.display()
     )
 }
+
+/// Live processes (not zombies) whose working directory is `dir` or under
+/// it, as the host sees them: how a test finds an action's processes when
+/// the action cannot tell it (its `/proc` is its own).
+pub fn processes_with_cwd_under(dir: &Path) -> Vec<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+                && process_alive(pid)
+        })
+        .collect()
+}
