@@ -124,7 +124,10 @@ impl ActionCgroups {
             let mut parents = Vec::new();
             for controller in Controller::V1 {
                 let name = controller.v1_name();
+                // Hosts that co-mount cpu and cpuacct name one hierarchy
+                // twice through symlinks: the real path makes them one.
                 let root = mount.join(name);
+                let root = root.canonicalize().unwrap_or(root);
                 if !root.join("cgroup.procs").exists() {
                     return Err(CgroupError::NotMounted);
                 }
@@ -210,7 +213,9 @@ impl ActionCgroups {
         };
         for (controller, parent) in &self.parents {
             let dir = parent.join(&name);
-            fs::create_dir(&dir)?;
+            if !group.dirs.iter().any(|(_, made)| *made == dir) {
+                fs::create_dir(&dir)?;
+            }
             group.dirs.push((*controller, dir));
         }
         group.limit(wanted, self.max_processes)?;
@@ -307,11 +312,11 @@ impl ActionCgroup {
     /// The `cgroup.procs` files a command writes itself into, one per
     /// hierarchy.
     pub fn procs_files(&self) -> Vec<CString> {
-        self.dirs
-            .iter()
-            .filter_map(|(_, dir)| {
-                CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok()
-            })
+        let mut dirs: Vec<&PathBuf> = self.dirs.iter().map(|(_, dir)| dir).collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs.into_iter()
+            .filter_map(|dir| CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).ok())
             .collect()
     }
 
@@ -477,5 +482,47 @@ mod tests {
             Some(2)
         );
         assert_ne!(path_tag(Path::new("/a")), path_tag(Path::new("/b")));
+    }
+
+    /// Hosts that co-mount `cpu,cpuacct` (with `cpu` and `cpuacct` as
+    /// symlinks to it) get one group there, joined once. The layout is
+    /// built in a plain directory: only the paths are under test.
+    #[test]
+    fn co_mounted_controllers_share_one_group() {
+        let mount = tempfile::tempdir().unwrap();
+        let joint = mount.path().join("cpu,cpuacct");
+        for dir in [
+            &joint,
+            &mount.path().join("memory"),
+            &mount.path().join("pids"),
+        ] {
+            fs::create_dir(dir).unwrap();
+            fs::write(dir.join("cgroup.procs"), "").unwrap();
+        }
+        std::os::unix::fs::symlink(&joint, mount.path().join("cpu")).unwrap();
+        std::os::unix::fs::symlink(&joint, mount.path().join("cpuacct")).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let groups = ActionCgroups::under(mount.path(), work.path(), 16).unwrap();
+        assert_eq!(groups.version(), CgroupVersion::V1);
+        let group = groups
+            .create(Resources {
+                cpus: 1,
+                memory: 1 << 20,
+            })
+            .unwrap();
+        assert_eq!(
+            group.dir(Controller::Cpu),
+            group.dir(Controller::CpuAccounting)
+        );
+        assert_eq!(group.procs_files().len(), 3);
+        let quota = fs::read_to_string(group.dir(Controller::Cpu).join("cpu.cfs_quota_us"));
+        assert_eq!(quota.unwrap(), "100000");
+        // Plain directories are not emptied by the kernel: clear them so
+        // the group can be removed.
+        for (_, dir) in &group.dirs {
+            for file in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let _ = fs::remove_file(file.path());
+            }
+        }
     }
 }
