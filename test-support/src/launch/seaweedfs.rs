@@ -22,6 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
+use crate::process::group_stopped;
+
 /// The credentials the server checks signatures against.
 pub const ACCESS_KEY: &str = "reapi-test-access-key";
 pub const SECRET_KEY: &str = "reapi-test-secret-key";
@@ -190,9 +192,19 @@ impl SeaweedFs {
 
     /// Stops the process without closing its sockets (SIGSTOP): the kernel
     /// still accepts connections, nothing answers. [`SeaweedFs::thaw`]
-    /// resumes it.
+    /// resumes it. Returns once every thread of the server is stopped, so
+    /// nothing the test sends afterwards is answered.
     pub fn freeze(&mut self) {
         self.signal("-STOP");
+        let group = self.child.as_ref().expect("server running").id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !group_stopped(group) {
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS (process group {group}) not stopped 10 s after SIGSTOP"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub fn thaw(&mut self) {

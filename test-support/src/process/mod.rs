@@ -7,6 +7,6 @@ mod pids;
 
 pub use child::{tail, Process};
 pub use pids::{
-    background_recording_pid, process_alive, process_exists, processes_with_cwd_under, read_pid,
-    read_pids, SHELL_OUTER_PID,
+    background_recording_pid, group_stopped, process_alive, process_exists,
+    processes_with_cwd_under, read_pid, read_pids, SHELL_OUTER_PID,
 };
