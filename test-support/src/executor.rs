@@ -41,9 +41,18 @@ impl Harness {
 
     /// The same with its directories in a new directory under `parent`.
     pub async fn memory_at_in(isolation: Isolation, parent: &std::path::Path) -> Harness {
+        Self::memory_running_as(isolation, parent, None).await
+    }
+
+    /// The same, running actions as `run_as` (`None`: the test's user).
+    pub async fn memory_running_as(
+        isolation: Isolation,
+        parent: &std::path::Path,
+        run_as: Option<(u32, u32)>,
+    ) -> Harness {
         let cas: Arc<dyn BlobStore> = Arc::new(MemoryStore::new(1 << 30));
         let dir = tempfile::tempdir_in(parent).unwrap();
-        Self::build(cas, None, dir, None, isolation).await
+        Self::build(cas, None, dir, run_as, isolation).await
     }
 
     /// A pool of two executors over a DiskStore, running actions as the

@@ -31,7 +31,7 @@
 //! allocation, no locks. Credentials are switched with raw system calls,
 //! since glibc's wrappers would signal every thread of the process.
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_ulong, c_void, CString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -235,6 +235,7 @@ struct LaunchThread {
     containment: Containment,
     /// `"<uid> <uid> 1"` and the gid's, for [`Containment::UserAndPidNamespace`].
     own_ids_map: (CString, CString),
+    known_capabilities: Vec<c_ulong>,
 }
 
 impl LaunchThread {
@@ -247,6 +248,7 @@ impl LaunchThread {
             dev_null,
             containment: Containment::FirstProcessOnly,
             own_ids_map: (map(uid), map(gid)),
+            known_capabilities: super::privileges::known_capabilities(),
         };
         thread.containment = thread.strongest_containment();
         Ok(thread)
@@ -325,6 +327,10 @@ impl LaunchThread {
             cgroup_procs: cgroup_procs.as_ptr(),
             view,
             limit_resources: spec.contained,
+            drop_privileges: spec.contained.then_some((
+                self.known_capabilities.as_ptr(),
+                self.known_capabilities.len(),
+            )),
             own_ids_map: (containment == Containment::UserAndPidNamespace)
                 .then(|| (self.own_ids_map.0.as_ptr(), self.own_ids_map.1.as_ptr())),
             // SAFETY: getpid has no preconditions.
@@ -402,7 +408,9 @@ enum Stage {
     ResourceLimits,
     ProcessGroup,
     Cgroup,
+    BoundingSet,
     Identity,
+    Capabilities,
     ParentDeathSignal,
     ParentGone,
     Stdio,
@@ -411,14 +419,16 @@ enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 12] = [
+    const ALL: [Stage; 14] = [
         Stage::UserNamespace,
         Stage::PrivateView,
         Stage::Network,
         Stage::ResourceLimits,
         Stage::ProcessGroup,
         Stage::Cgroup,
+        Stage::BoundingSet,
         Stage::Identity,
+        Stage::Capabilities,
         Stage::ParentDeathSignal,
         Stage::ParentGone,
         Stage::Stdio,
@@ -434,7 +444,9 @@ impl Stage {
             Stage::ResourceLimits => "setting the action's resource limits",
             Stage::ProcessGroup => "making the command a process group leader",
             Stage::Cgroup => "joining the action's cgroup",
+            Stage::BoundingSet => "emptying the command's capability bounding set",
             Stage::Identity => "switching to the action's user",
+            Stage::Capabilities => "dropping the command's capabilities",
             Stage::ParentDeathSignal => "tying the command to the server's life",
             Stage::ParentGone => "starting the command (the server was exiting)",
             Stage::Stdio => "setting up stdin, stdout and stderr",
@@ -457,6 +469,8 @@ struct ChildPlan {
     cgroup_procs: *const *const c_char,
     view: Option<ViewPlan>,
     limit_resources: bool,
+    /// See [`super::privileges`]: the capabilities the kernel knows.
+    drop_privileges: Option<(*const c_ulong, usize)>,
     own_ids_map: Option<(*const c_char, *const c_char)>,
     parent_pid: libc::pid_t,
     /// Without a pid namespace the child can see whether the server died
@@ -482,6 +496,7 @@ impl ChildPlan {
             cgroup_procs: std::ptr::null(),
             view: None,
             limit_resources: false,
+            drop_privileges: None,
             own_ids_map: (containment == Containment::UserAndPidNamespace)
                 .then(|| (own_ids_map.0.as_ptr(), own_ids_map.1.as_ptr())),
             parent_pid: 0,
@@ -704,6 +719,12 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> Option<Stage> {
         }
         procs = procs.add(1);
     }
+    // Before the switch: emptying the bounding set takes CAP_SETPCAP.
+    if let Some((known, count)) = plan.drop_privileges {
+        if !super::privileges::drop_bounding_and_ambient(known, count) {
+            return Some(Stage::BoundingSet);
+        }
+    }
     if let Some((uid, gid)) = plan.run_as {
         let no_groups: *const libc::gid_t = std::ptr::null();
         if libc::syscall(libc::SYS_setgroups, 0usize, no_groups) != 0
@@ -712,6 +733,9 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> Option<Stage> {
         {
             return Some(Stage::Identity);
         }
+    }
+    if plan.drop_privileges.is_some() && !super::privileges::drop_remaining_and_forbid_new() {
+        return Some(Stage::Capabilities);
     }
     // After the switch: changing credentials clears the setting.
     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {

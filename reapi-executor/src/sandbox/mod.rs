@@ -5,7 +5,8 @@
 //!   and when the command exits (so no background process outlives it).
 //!
 //! Shared pieces: [`launch`] starts commands so that they die with this
-//! process (a pid namespace each), [`cgroup`] gives each a control group
+//! process (a pid namespace each), [`privileges`] takes every capability
+//! from them before they exec, [`cgroup`] gives each a control group
 //! with the limits it asked for, [`resolve`] finds the program
 //! `arguments[0]` names, [`group`] owns a running process group, and
 //! [`leftovers`] kills what a killed predecessor left running.
@@ -15,6 +16,7 @@ pub mod group;
 pub mod isolation;
 pub mod launch;
 pub mod leftovers;
+mod privileges;
 mod process;
 pub mod resolve;
 
