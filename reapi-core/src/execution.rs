@@ -134,6 +134,9 @@ pub struct SandboxCommand {
     /// when it did not say). A sandbox that can enforce them makes them
     /// limits.
     pub resources: Resources,
+    /// The action asked for the host's network (`network=on`). A sandbox
+    /// that can take the network away does so unless this is set.
+    pub network: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,4 +157,11 @@ pub trait Sandbox: Send + Sync + 'static {
     /// exit code and the reason in its stderr file, not an error. Dropping
     /// the future kills everything the command started.
     async fn run(&self, command: SandboxCommand) -> Result<SandboxOutcome>;
+
+    /// `(name, value)` properties whose meaning this sandbox implements, for
+    /// its executors to offer: [`crate::platform::NETWORK`] with the values
+    /// it can honour.
+    fn offered_properties(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
 }

@@ -122,6 +122,9 @@ async fn run_in_dir(
     .map_err(|e| Error::internal(format!("preparing the run: {e}")))??;
     let input_fetch_done = SystemTime::now();
 
+    // The scheduler and the lease checked the platform already; one that
+    // does not parse asks for nothing.
+    let wanted = Requirements::for_action(&job.action, &job.command).unwrap_or_default();
     let command = SandboxCommand {
         arguments: spec.arguments.clone(),
         environment: spec.environment.clone(),
@@ -130,11 +133,8 @@ async fn run_in_dir(
         stdout_path: dir.stdout_path(),
         stderr_path: dir.stderr_path(),
         timeout: job.timeout,
-        // The scheduler and the lease checked these already; a platform
-        // that does not parse asks for nothing.
-        resources: Requirements::for_action(&job.action, &job.command)
-            .map(|wanted| wanted.resources())
-            .unwrap_or_default(),
+        resources: wanted.resources(),
+        network: wanted.wants_network(),
     };
     let outcome = ctx
         .sandbox

@@ -192,6 +192,39 @@ impl LocalExecutorConfig {
     }
 }
 
+/// Adds the properties the sandbox implements (`network`) to what the pool
+/// offers. An operator may offer fewer of their values (`--platform
+/// network=off` keeps network actions away from the pool), never one the
+/// sandbox cannot honour.
+fn offer_what_the_sandbox_honours(
+    properties: &mut ExecutorProperties,
+    sandbox: &dyn Sandbox,
+) -> Result<()> {
+    let honoured = sandbox.offered_properties();
+    let mut names: Vec<&str> = honoured.iter().map(|(name, _)| *name).collect();
+    names.dedup();
+    for name in names {
+        let values: Vec<&str> = honoured
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, value)| *value)
+            .collect();
+        let configured: Vec<String> = properties.values(name).map(str::to_string).collect();
+        if configured.is_empty() {
+            for value in values {
+                properties.offer(name, value)?;
+            }
+        } else if let Some(bad) = configured.iter().find(|v| !values.contains(&v.as_str())) {
+            return Err(Error::invalid_argument(format!(
+                "--platform {name}={bad}: this executor's sandbox cannot honour it \
+                 (it can give {name}={})",
+                values.join(format!(" or {name}=").as_str())
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Executors running actions on this host; see the module documentation.
 pub struct LocalExecutorPool {
     executors: Arc<[Executor]>,
@@ -242,6 +275,8 @@ impl LocalExecutorPool {
                 "an executor pool needs at least one executor",
             ));
         }
+        let mut config = config;
+        offer_what_the_sandbox_honours(&mut config.properties, sandbox.as_ref())?;
         let actions_dir = config.work_dir.join("actions");
         let executables_dir = config.work_dir.join("executables");
         // Commands a killed predecessor left running would go on writing

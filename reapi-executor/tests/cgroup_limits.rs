@@ -36,6 +36,7 @@ async fn run(
         stderr_path: dir.join("stderr"),
         timeout,
         resources,
+        network: false,
     };
     let outcome = sandbox.run(command).await.expect("the sandbox failed");
     let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();

@@ -9,6 +9,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 
+use reapi_core::proto::remote_execution::{platform::Property, Platform};
 use reapi_executor::sandbox::isolation::Isolation;
 use reapi_test_support::actions::shell;
 use reapi_test_support::executor::Harness;
@@ -79,6 +80,39 @@ async fn an_action_has_no_network_but_its_own_loopback() {
     assert_eq!(accepted, "", "the host's listener got a connection");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines, ["1", "lo:"], "interfaces seen: {stdout}");
+}
+
+#[tokio::test]
+async fn an_action_asking_for_the_network_gets_the_hosts() {
+    let h = harness().await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let root = h.upload_tree(&TreeSpec::new()).await;
+    let mut command = shell(&format!(
+        "bash -c 'echo hello > /dev/tcp/127.0.0.1/{port}' && echo REACHED-THE-HOST"
+    ));
+    // The deprecated Command.platform: the harness's Action has none, and
+    // the executor falls back to it as it does for older clients.
+    #[allow(deprecated)]
+    {
+        command.platform = Some(Platform {
+            properties: vec![Property {
+                name: "network".into(),
+                value: "on".into(),
+            }],
+        });
+    }
+    let accepting = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        conn.read_to_string(&mut got).unwrap();
+        got
+    });
+    let outcome = h.run(command, root).await.unwrap();
+    let stdout = h.stdout(&outcome).await;
+    let stderr = h.stderr(&outcome).await;
+    assert!(stdout.contains("REACHED-THE-HOST"), "{stdout}{stderr}");
+    assert_eq!(accepting.join().unwrap(), "hello\n");
 }
 
 #[tokio::test]

@@ -11,6 +11,8 @@
 //!   default to 0, meaning "no claim": the action matches any executor, reserves
 //!   nothing and gets no CPU or memory limit of its own. (A default of one CPU
 //!   would cap every undeclared action, linkers included, at one core.)
+//! - `network` takes `on` or `off` (see [`NETWORK`]); it is matched like
+//!   any string property, and an action asking both is INVALID_ARGUMENT.
 //! - Every other property is compared by exact, case-sensitive string
 //!   equality.
 //! - Several values under one name: an executor listing `label=gpu` and
@@ -28,11 +30,12 @@
 //! memory that running actions hold.
 //!
 //! One file per concern: `resources` (the numeric resources and their
-//! parsing), `properties` (what an executor offers), `requirements` (what an
+//! parsing), `network` (the one property a sandbox interprets), `properties` (what an executor offers), `requirements` (what an
 //! action asks for) and `matching` (the one against the other); everything
 //! public is re-exported here.
 
 mod matching;
+mod network;
 mod properties;
 mod requirements;
 mod resources;
@@ -40,6 +43,7 @@ mod resources;
 mod test_support;
 
 pub use matching::{ensure_satisfiable, Mismatch};
+pub use network::{NETWORK, NETWORK_OFF, NETWORK_ON};
 pub use properties::ExecutorProperties;
 pub use requirements::{required_platform, Requirements};
 pub use resources::{Resources, CPUS, MEMORY};

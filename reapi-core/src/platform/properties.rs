@@ -83,6 +83,21 @@ impl ExecutorProperties {
         Platform { properties }
     }
 
+    /// Adds `name=value` to what the executor offers (a string property;
+    /// the resources are not changed this way).
+    pub fn offer(&mut self, name: &str, value: &str) -> Result<()> {
+        if name.is_empty() || name == CPUS || name == MEMORY {
+            return Err(Error::invalid_argument(format!(
+                "{name:?} cannot be offered as a string property"
+            )));
+        }
+        self.properties
+            .entry(name.to_string())
+            .or_default()
+            .insert(value.to_string());
+        Ok(())
+    }
+
     /// The executor's total resources (not what is free right now).
     pub fn resources(&self) -> Resources {
         self.resources

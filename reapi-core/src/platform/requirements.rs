@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use super::network::{self, NETWORK, NETWORK_OFF, NETWORK_ON};
 use super::properties::iter_pairs;
 use super::resources::{format_bytes, parse_cpus, parse_memory, Resources, CPUS, MEMORY};
 use crate::error::{Error, Result};
@@ -59,6 +60,26 @@ impl Requirements {
                     let memory = parse_memory(value, "platform property")?;
                     wanted.resources.memory = wanted.resources.memory.max(memory);
                 }
+                NETWORK => {
+                    network::check_value(value)?;
+                    let other = if value == NETWORK_ON {
+                        NETWORK_OFF
+                    } else {
+                        NETWORK_ON
+                    };
+                    if wanted
+                        .properties
+                        .get(NETWORK)
+                        .is_some_and(|values| values.contains(other))
+                    {
+                        return Err(network::refuse_both());
+                    }
+                    wanted
+                        .properties
+                        .entry(name.clone())
+                        .or_default()
+                        .insert(value.clone());
+                }
                 _ => {
                     wanted
                         .properties
@@ -79,6 +100,13 @@ impl Requirements {
     /// The resources to reserve (and to limit the action to) while it runs.
     pub fn resources(&self) -> Resources {
         self.resources
+    }
+
+    /// Whether the action asked for the host's network (`network=on`).
+    pub fn wants_network(&self) -> bool {
+        self.properties
+            .get(NETWORK)
+            .is_some_and(|values| values.contains(NETWORK_ON))
     }
 
     /// Every string constraint as `(name, value)`, sorted.
@@ -111,6 +139,32 @@ impl fmt::Display for Requirements {
 mod tests {
     use super::*;
     use crate::platform::test_support::{platform, wants};
+
+    #[test]
+    fn network_is_on_only_when_asked() {
+        assert!(wants(&[("network", "on")]).wants_network());
+        assert!(!wants(&[("network", "off")]).wants_network());
+        assert!(!wants(&[("OSFamily", "linux")]).wants_network());
+        // Asked twice the same way is asked once.
+        assert!(wants(&[("network", "on"), ("network", "on")]).wants_network());
+    }
+
+    #[test]
+    fn network_values_other_than_on_and_off_are_refused() {
+        for bad in [
+            &[("network", "yes")][..],
+            &[("network", "ON")],
+            &[("network", "")],
+        ] {
+            let err = Requirements::from_platform(&platform(bad)).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+            assert!(err.to_string().contains("network"), "{err}");
+        }
+        let both = platform(&[("network", "off"), ("network", "on")]);
+        let err = Requirements::from_platform(&both).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("contradict"), "{err}");
+    }
 
     #[test]
     fn unsorted_and_duplicate_properties_are_accepted() {

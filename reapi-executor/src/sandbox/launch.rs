@@ -105,6 +105,9 @@ pub(super) struct PrivateView {
     /// Every ancestor of the input root, outermost first, then the input
     /// root: recreated (empty) where the covering hid them.
     path_to_input_root: Vec<CString>,
+    /// The action asked for the network (`network=on`): no network
+    /// namespace, the host's interfaces.
+    pub host_network: bool,
 }
 
 impl PrivateView {
@@ -129,6 +132,7 @@ impl PrivateView {
                 Some(c(hidden)?)
             },
             path_to_input_root: ancestors.into_iter().map(c).collect::<io::Result<_>>()?,
+            host_network: false,
         })
     }
 }
@@ -144,9 +148,9 @@ fn loopback_up_request() -> libc::ifreq {
     request
 }
 
-/// Namespaces a `linux`-level command gets besides the pid namespace.
-const PRIVATE_VIEW_FLAGS: c_int =
-    libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+/// Namespaces a `linux`-level command gets besides the pid namespace, and
+/// a network namespace unless it asked for the network.
+const PRIVATE_VIEW_FLAGS: c_int = libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
 
 /// Open files a contained command may have: a generous cap that still stops
 /// a leak from exhausting the host's table.
@@ -306,7 +310,7 @@ impl LaunchThread {
                 .path_to_input_root
                 .last()
                 .map_or(std::ptr::null(), |p| p.as_ptr()),
-            loopback_up: loopback_up_request(),
+            loopback_up: (!view.host_network).then(loopback_up_request),
         });
         let containment = if spec.contained {
             self.containment
@@ -314,8 +318,11 @@ impl LaunchThread {
             Containment::FirstProcessOnly
         };
         let mut flags = containment.clone_flags();
-        if view.is_some() {
+        if let Some(view) = &spec.private_view {
             flags |= PRIVATE_VIEW_FLAGS;
+            if !view.host_network {
+                flags |= libc::CLONE_NEWNET;
+            }
         }
         let plan = ChildPlan {
             program: spec.program.as_ptr(),
@@ -520,7 +527,8 @@ struct ViewPlan {
     hidden: *const c_char,
     path_to_input_root: *const *const c_char,
     input_root: *const c_char,
-    loopback_up: libc::ifreq,
+    /// `None` when the command uses the host's network.
+    loopback_up: Option<libc::ifreq>,
 }
 
 /// Mounts the private view: nothing the command mounts is seen outside,
@@ -701,8 +709,10 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> Option<Stage> {
             plan.failed_detail.store(step as i32, Ordering::Release);
             return Some(Stage::PrivateView);
         }
-        if !bring_up_loopback(&view.loopback_up) {
-            return Some(Stage::Network);
+        if let Some(request) = &view.loopback_up {
+            if !bring_up_loopback(request) {
+                return Some(Stage::Network);
+            }
         }
     }
     if plan.limit_resources && !limit_resources() {

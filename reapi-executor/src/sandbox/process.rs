@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reapi_core::execution::{Sandbox, SandboxCommand, SandboxOutcome};
+use reapi_core::platform::{NETWORK, NETWORK_OFF, NETWORK_ON};
 use reapi_core::{Error, ErrorExt, Result};
 
 use super::cgroup::{ActionCgroup, ActionCgroups};
@@ -207,6 +208,16 @@ impl Sandbox for ProcessSandbox {
             cpu_time,
         })
     }
+
+    /// Every level runs commands with the host's network; only `linux`
+    /// can run them without.
+    fn offered_properties(&self) -> Vec<(&'static str, &'static str)> {
+        let mut offered = vec![(NETWORK, NETWORK_ON)];
+        if self.confinement.isolation >= Isolation::Linux {
+            offered.push((NETWORK, NETWORK_OFF));
+        }
+        offered
+    }
 }
 
 enum Started {
@@ -383,13 +394,15 @@ fn launch_spec(
         cgroup_procs: cgroup.map(ActionCgroup::procs_files).unwrap_or_default(),
         contained: confinement.isolation >= Isolation::Process,
         private_view: match confinement.isolation {
-            Isolation::Linux => Some(
-                PrivateView::new(
+            Isolation::Linux => {
+                let mut view = PrivateView::new(
                     &command.input_root,
                     confinement.hidden.as_deref().unwrap_or(Path::new("/")),
                 )
-                .map_err(|e| Error::io("preparing the action's view of the file system", e))?,
-            ),
+                .map_err(|e| Error::io("preparing the action's view of the file system", e))?;
+                view.host_network = command.network;
+                Some(view)
+            }
             _ => None,
         },
     })
