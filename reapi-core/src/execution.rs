@@ -137,6 +137,9 @@ pub struct SandboxCommand {
     /// The action asked for the host's network (`network=on`). A sandbox
     /// that can take the network away does so unless this is set.
     pub network: bool,
+    /// What the action asked to see as `/` (`rootfs`); `None`: the
+    /// sandbox's default.
+    pub rootfs: Option<crate::platform::RootFs>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

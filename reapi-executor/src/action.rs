@@ -135,6 +135,7 @@ async fn run_in_dir(
         timeout: job.timeout,
         resources: wanted.resources(),
         network: wanted.wants_network(),
+        rootfs: wanted.rootfs(),
     };
     let outcome = ctx
         .sandbox

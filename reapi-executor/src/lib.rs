@@ -33,6 +33,6 @@ pub mod sandbox;
 pub mod upload;
 pub mod worker;
 
-pub use pool::{LocalExecutorConfig, LocalExecutorPool};
+pub use pool::{LocalExecutorConfig, LocalExecutorPool, SandboxChoice};
 pub use sandbox::ProcessSandbox;
 pub use worker::{Worker, WorkerConfig};

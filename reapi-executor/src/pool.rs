@@ -42,7 +42,7 @@ use reapi_cas::store::DiskStore;
 use reapi_core::execution::{
     ExecutionJob, ExecutionOutcome, ExecutorClaim, ExecutorId, ExecutorPool, Sandbox,
 };
-use reapi_core::platform::ExecutorProperties;
+use reapi_core::platform::{ExecutorProperties, RootFs};
 use reapi_core::{BlobStore, Error, ErrorExt, Result};
 
 use crate::action::{run_action, ActionContext};
@@ -55,6 +55,15 @@ use crate::sandbox::cgroup::ActionCgroups;
 use crate::sandbox::isolation::Isolation;
 use crate::sandbox::launch::Containment;
 use crate::sandbox::ProcessSandbox;
+
+/// What an operator chose of the sandbox (`--isolation`,
+/// `--default_rootfs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SandboxChoice {
+    /// `None`: the strongest level the host allows.
+    pub isolation: Option<Isolation>,
+    pub default_rootfs: RootFs,
+}
 
 /// How a [`LocalExecutorPool`] is set up.
 #[derive(Clone, Debug)]
@@ -88,6 +97,9 @@ pub struct LocalExecutorConfig {
     /// The isolation level actions run at; `None` (the default) for the
     /// strongest this host allows ([`crate::sandbox::isolation`]).
     pub isolation: Option<Isolation>,
+    /// What actions that do not ask (`rootfs`) see as `/`: the host's file
+    /// system (the default) or their input root, which needs `linux`.
+    pub default_rootfs: RootFs,
 }
 
 impl LocalExecutorConfig {
@@ -105,6 +117,7 @@ impl LocalExecutorConfig {
             run_as: None,
             max_processes_per_action: 8192,
             isolation: None,
+            default_rootfs: RootFs::Host,
         })
     }
 
@@ -168,8 +181,12 @@ impl LocalExecutorConfig {
             }
             (Some(level), _) => sandbox.with_isolation(level, None),
         };
+        let sandbox = sandbox
+            .with_default_rootfs(self.default_rootfs)
+            .context("--default_rootfs")?;
         tracing::info!(
             isolation = %sandbox.isolation(),
+            default_rootfs = %self.default_rootfs,
             "actions run at isolation level {}",
             sandbox.isolation()
         );
@@ -340,10 +357,11 @@ impl LocalExecutorPool {
         worker: &str,
         executors: Option<usize>,
         platform: &[String],
-        isolation: Option<Isolation>,
+        sandbox: SandboxChoice,
     ) -> Result<Self> {
         let mut config = LocalExecutorConfig::for_host(work_dir, worker, executors, platform)?;
-        config.isolation = isolation;
+        config.isolation = sandbox.isolation;
+        config.default_rootfs = sandbox.default_rootfs;
         let sandbox = Arc::new(config.process_sandbox()?);
         Self::new(cas, Some(disk), sandbox, config).await
     }

@@ -37,6 +37,7 @@ async fn run(
         timeout,
         resources,
         network: false,
+        rootfs: None,
     };
     let outcome = sandbox.run(command).await.expect("the sandbox failed");
     let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();

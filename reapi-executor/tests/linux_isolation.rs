@@ -9,9 +9,8 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 
-use reapi_core::proto::remote_execution::{platform::Property, Platform};
 use reapi_executor::sandbox::isolation::Isolation;
-use reapi_test_support::actions::shell;
+use reapi_test_support::actions::{shell, with_command_platform};
 use reapi_test_support::executor::Harness;
 use reapi_test_support::trees::TreeSpec;
 
@@ -88,20 +87,12 @@ async fn an_action_asking_for_the_network_gets_the_hosts() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let root = h.upload_tree(&TreeSpec::new()).await;
-    let mut command = shell(&format!(
-        "bash -c 'echo hello > /dev/tcp/127.0.0.1/{port}' && echo REACHED-THE-HOST"
-    ));
-    // The deprecated Command.platform: the harness's Action has none, and
-    // the executor falls back to it as it does for older clients.
-    #[allow(deprecated)]
-    {
-        command.platform = Some(Platform {
-            properties: vec![Property {
-                name: "network".into(),
-                value: "on".into(),
-            }],
-        });
-    }
+    let command = with_command_platform(
+        shell(&format!(
+            "bash -c 'echo hello > /dev/tcp/127.0.0.1/{port}' && echo REACHED-THE-HOST"
+        )),
+        &[("network", "on")],
+    );
     let accepting = std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
         let mut got = String::new();

@@ -35,6 +35,25 @@ pub fn shell(script: &str) -> re::Command {
     command(&["/bin/sh", "-c", script], &[("PATH", PATH)])
 }
 
+/// `command` asking for `pairs` in the deprecated `Command.platform`, which
+/// executors read when the Action has no platform (as for older clients):
+/// the way to ask for properties in jobs run without an Action of their own.
+pub fn with_command_platform(mut command: re::Command, pairs: &[(&str, &str)]) -> re::Command {
+    #[allow(deprecated)]
+    {
+        command.platform = Some(re::Platform {
+            properties: pairs
+                .iter()
+                .map(|(name, value)| re::platform::Property {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+        });
+    }
+    command
+}
+
 /// An action to build: a command, its input files and what it outputs.
 #[derive(Clone, Debug, Default)]
 pub struct ActionSpec {

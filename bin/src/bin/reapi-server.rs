@@ -55,7 +55,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             &id,
             config.executors,
             &config.platform,
-            config.isolation,
+            config.sandbox,
         )
         .await
         .map_err(|e| format!("starting local executors: {e}"))?;

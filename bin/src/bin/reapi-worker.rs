@@ -139,7 +139,7 @@ async fn work(config: WorkerProcessConfig) -> Result<(), String> {
             &id,
             config.executors,
             &config.platform,
-            config.isolation,
+            config.sandbox,
         )
         .await
         .map_err(|e| format!("starting executors: {e}"))?;

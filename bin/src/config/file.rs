@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub platform: Option<Vec<String>>,
     /// `none`, `process` or `linux`.
     pub isolation: Option<String>,
+    /// `host` or `input-root`.
+    pub default_rootfs: Option<String>,
     pub storage: Option<StorageSection>,
     /// Schedulers of the cluster (`host:port`, or one DNS name).
     pub schedulers: Option<Vec<String>>,

@@ -18,21 +18,36 @@ pub mod storage;
 pub mod worker;
 
 use reapi_core::config::{parse_byte_size, parse_duration};
+use reapi_core::platform::RootFs;
 use reapi_executor::sandbox::isolation::Isolation;
+use reapi_executor::SandboxChoice;
 use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8980";
 
-/// `--isolation` (or `isolation` in the file; the flag wins): `None` for
-/// the strongest level the host allows.
-pub(crate) fn resolve_isolation(
-    flag: Option<String>,
-    file: Option<String>,
-) -> Result<Option<Isolation>, String> {
-    flag.or(file)
+/// `--isolation` and `--default_rootfs`, each `(flag, file)`; the flag
+/// wins. No isolation level means the strongest the host allows.
+pub(crate) fn resolve_sandbox(
+    isolation: (Option<String>, Option<String>),
+    default_rootfs: (Option<String>, Option<String>),
+) -> Result<SandboxChoice, String> {
+    let isolation = isolation
+        .0
+        .or(isolation.1)
         .map(|text| text.parse::<Isolation>())
         .transpose()
-        .map_err(|e| format!("--isolation: {}", e.message()))
+        .map_err(|e| format!("--isolation: {}", e.message()))?;
+    let default_rootfs = default_rootfs
+        .0
+        .or(default_rootfs.1)
+        .map(|text| text.parse::<RootFs>())
+        .transpose()
+        .map_err(|e| format!("--default_rootfs: {}", e.message()))?
+        .unwrap_or_default();
+    Ok(SandboxChoice {
+        isolation,
+        default_rootfs,
+    })
 }
 
 pub(crate) fn parse_size_flag(text: &str) -> Result<u64, String> {

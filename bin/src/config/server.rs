@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use reapi_cas::config::StorageConfig;
-use reapi_executor::sandbox::isolation::Isolation;
+use reapi_executor::SandboxChoice;
 
 use super::file::FileConfig;
 use super::ops::OpsFlags;
 use super::scheduling::SchedulingFlags;
 use super::storage::StorageFlags;
-use super::{resolve_isolation, DEFAULT_LISTEN};
+use super::{resolve_sandbox, DEFAULT_LISTEN};
 use reapi_scheduler::SchedulerConfig;
 
 #[derive(Parser, Debug, Default)]
@@ -44,6 +44,10 @@ pub struct ServerFlags {
     /// strongest this host allows; asking for one it cannot give fails).
     #[arg(long, value_name = "LEVEL")]
     pub isolation: Option<String>,
+    /// What actions that do not ask (platform property `rootfs`) see as
+    /// `/`: host (default) or input-root, which needs isolation linux.
+    #[arg(long = "default_rootfs", value_name = "ROOTFS")]
+    pub default_rootfs: Option<String>,
     #[command(flatten)]
     pub scheduling: SchedulingFlags,
 }
@@ -57,8 +61,8 @@ pub struct ServerConfig {
     /// `None`: one executor per CPU.
     pub executors: Option<usize>,
     pub platform: Vec<String>,
-    /// `None`: the strongest the host allows.
-    pub isolation: Option<Isolation>,
+    /// `--isolation` and `--default_rootfs`.
+    pub sandbox: SandboxChoice,
     pub scheduler: SchedulerConfig,
 }
 
@@ -73,7 +77,10 @@ impl ServerConfig {
             listen: resolve_listen(flags.listen, file.listen)?,
             storage,
             executors: flags.executors.or(file.executors),
-            isolation: resolve_isolation(flags.isolation, file.isolation.clone())?,
+            sandbox: resolve_sandbox(
+                (flags.isolation, file.isolation.clone()),
+                (flags.default_rootfs, file.default_rootfs.clone()),
+            )?,
             platform: if flags.platform.is_empty() {
                 file.platform.unwrap_or_default()
             } else {
@@ -98,6 +105,8 @@ pub(crate) fn resolve_listen(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reapi_core::platform::RootFs;
+    use reapi_executor::sandbox::isolation::Isolation;
 
     #[test]
     fn defaults_without_flags() {
@@ -129,17 +138,17 @@ mod tests {
     #[test]
     fn isolation_from_flag_or_file_and_unknown_levels_refused() {
         let config = ServerConfig::load(ServerFlags::default()).unwrap();
-        assert_eq!(config.isolation, None);
+        assert_eq!(config.sandbox.isolation, None);
         let flags = ServerFlags::parse_from(["reapi-server", "--isolation", "process"]);
         let config = ServerConfig::load(flags).unwrap();
-        assert_eq!(config.isolation, Some(Isolation::Process));
+        assert_eq!(config.sandbox.isolation, Some(Isolation::Process));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("server.toml");
         std::fs::write(&path, "isolation = \"none\"\n").unwrap();
         let flags = ServerFlags::parse_from(["reapi-server", "--config", path.to_str().unwrap()]);
         assert_eq!(
-            ServerConfig::load(flags).unwrap().isolation,
+            ServerConfig::load(flags).unwrap().sandbox.isolation,
             Some(Isolation::None)
         );
 
@@ -147,6 +156,31 @@ mod tests {
         let err = ServerConfig::load(flags).unwrap_err();
         assert!(
             err.contains("--isolation") && err.contains("none, process, linux"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn default_rootfs_from_flag_or_file_and_unknown_values_refused() {
+        let config = ServerConfig::load(ServerFlags::default()).unwrap();
+        assert_eq!(config.sandbox.default_rootfs, RootFs::Host);
+        let flags = ServerFlags::parse_from(["reapi-server", "--default_rootfs", "input-root"]);
+        let config = ServerConfig::load(flags).unwrap();
+        assert_eq!(config.sandbox.default_rootfs, RootFs::InputRoot);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "default_rootfs = \"input-root\"\n").unwrap();
+        let flags = ServerFlags::parse_from(["reapi-server", "--config", path.to_str().unwrap()]);
+        assert_eq!(
+            ServerConfig::load(flags).unwrap().sandbox.default_rootfs,
+            RootFs::InputRoot
+        );
+
+        let flags = ServerFlags::parse_from(["reapi-server", "--default_rootfs", "/"]);
+        let err = ServerConfig::load(flags).unwrap_err();
+        assert!(
+            err.contains("--default_rootfs") && err.contains("input-root"),
             "{err}"
         );
     }

@@ -8,13 +8,13 @@ use std::time::Duration;
 use clap::Parser;
 use reapi_cas::config::StorageConfig;
 use reapi_core::cluster::discovery::MemberList;
-use reapi_executor::sandbox::isolation::Isolation;
+use reapi_executor::SandboxChoice;
 
 use super::file::FileConfig;
 use super::ops::OpsFlags;
 use super::scheduler::check_replica_count;
 use super::storage::StorageFlags;
-use super::{parse_duration_flag, parse_size_flag, resolve_isolation};
+use super::{parse_duration_flag, parse_size_flag, resolve_sandbox};
 
 /// Where a worker serves its share of the cluster CAS unless told.
 pub const DEFAULT_WORKER_LISTEN: &str = "127.0.0.1:0";
@@ -70,6 +70,10 @@ pub struct WorkerFlags {
     /// strongest this host allows; asking for one it cannot give fails).
     #[arg(long, value_name = "LEVEL")]
     pub isolation: Option<String>,
+    /// What actions that do not ask (platform property `rootfs`) see as
+    /// `/`: host (default) or input-root, which needs isolation linux.
+    #[arg(long = "default_rootfs", value_name = "ROOTFS")]
+    pub default_rootfs: Option<String>,
     /// On SIGTERM, how long running actions may take to finish.
     #[arg(long = "drain_grace", value_name = "DURATION", value_parser = parse_duration_flag)]
     pub drain_grace: Option<Duration>,
@@ -103,8 +107,8 @@ pub struct WorkerProcessConfig {
     pub cas: WorkerCas,
     pub executors: Option<usize>,
     pub platform: Vec<String>,
-    /// `None`: the strongest the host allows.
-    pub isolation: Option<Isolation>,
+    /// `--isolation` and `--default_rootfs`.
+    pub sandbox: SandboxChoice,
     pub drain_grace: Duration,
     /// `None`: the repairer's default.
     pub repair_period: Option<Duration>,
@@ -140,7 +144,10 @@ impl WorkerProcessConfig {
             schedulers,
             cas,
             executors: flags.executors.or(file.executors),
-            isolation: resolve_isolation(flags.isolation, file.isolation.clone())?,
+            sandbox: resolve_sandbox(
+                (flags.isolation, file.isolation.clone()),
+                (flags.default_rootfs, file.default_rootfs.clone()),
+            )?,
             platform: if flags.platform.is_empty() {
                 file.platform.unwrap_or_default()
             } else {

@@ -11,8 +11,10 @@
 //!   default to 0, meaning "no claim": the action matches any executor, reserves
 //!   nothing and gets no CPU or memory limit of its own. (A default of one CPU
 //!   would cap every undeclared action, linkers included, at one core.)
-//! - `network` takes `on` or `off` (see [`NETWORK`]); it is matched like
-//!   any string property, and an action asking both is INVALID_ARGUMENT.
+//! - `network` (`on`, `off`) and `rootfs` (`host`, `input-root`) are
+//!   interpreted by the sandbox (see [`CHOICES`]); they are matched like any
+//!   string property, and a value outside the set, or two values at once,
+//!   is INVALID_ARGUMENT.
 //! - Every other property is compared by exact, case-sensitive string
 //!   equality.
 //! - Several values under one name: an executor listing `label=gpu` and
@@ -30,20 +32,23 @@
 //! memory that running actions hold.
 //!
 //! One file per concern: `resources` (the numeric resources and their
-//! parsing), `network` (the one property a sandbox interprets), `properties` (what an executor offers), `requirements` (what an
+//! parsing), `choices` (the properties a sandbox interprets), `properties` (what an executor offers), `requirements` (what an
 //! action asks for) and `matching` (the one against the other); everything
 //! public is re-exported here.
 
+mod choices;
 mod matching;
-mod network;
 mod properties;
 mod requirements;
 mod resources;
 #[cfg(test)]
 mod test_support;
 
+pub use choices::{
+    Choice, RootFs, CHOICES, NETWORK, NETWORK_OFF, NETWORK_ON, ROOTFS, ROOTFS_HOST,
+    ROOTFS_INPUT_ROOT,
+};
 pub use matching::{ensure_satisfiable, Mismatch};
-pub use network::{NETWORK, NETWORK_OFF, NETWORK_ON};
 pub use properties::ExecutorProperties;
 pub use requirements::{required_platform, Requirements};
 pub use resources::{Resources, CPUS, MEMORY};

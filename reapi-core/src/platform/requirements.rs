@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::network::{self, NETWORK, NETWORK_OFF, NETWORK_ON};
+use super::choices::{self, RootFs, NETWORK, NETWORK_ON, ROOTFS};
 use super::properties::iter_pairs;
 use super::resources::{format_bytes, parse_cpus, parse_memory, Resources, CPUS, MEMORY};
 use crate::error::{Error, Result};
@@ -60,27 +60,10 @@ impl Requirements {
                     let memory = parse_memory(value, "platform property")?;
                     wanted.resources.memory = wanted.resources.memory.max(memory);
                 }
-                NETWORK => {
-                    network::check_value(value)?;
-                    let other = if value == NETWORK_ON {
-                        NETWORK_OFF
-                    } else {
-                        NETWORK_ON
-                    };
-                    if wanted
-                        .properties
-                        .get(NETWORK)
-                        .is_some_and(|values| values.contains(other))
-                    {
-                        return Err(network::refuse_both());
-                    }
-                    wanted
-                        .properties
-                        .entry(name.clone())
-                        .or_default()
-                        .insert(value.clone());
-                }
                 _ => {
+                    if let Some(choice) = choices::choice(name) {
+                        choice.check(value, wanted.properties.get(name).into_iter().flatten())?;
+                    }
                     wanted
                         .properties
                         .entry(name.clone())
@@ -107,6 +90,12 @@ impl Requirements {
         self.properties
             .get(NETWORK)
             .is_some_and(|values| values.contains(NETWORK_ON))
+    }
+
+    /// The `rootfs` the action asked for, if it did.
+    pub fn rootfs(&self) -> Option<RootFs> {
+        let value = self.properties.get(ROOTFS)?.first()?;
+        value.parse().ok()
     }
 
     /// Every string constraint as `(name, value)`, sorted.
@@ -147,6 +136,24 @@ mod tests {
         assert!(!wants(&[("OSFamily", "linux")]).wants_network());
         // Asked twice the same way is asked once.
         assert!(wants(&[("network", "on"), ("network", "on")]).wants_network());
+    }
+
+    #[test]
+    fn rootfs_is_read_and_checked() {
+        assert_eq!(
+            wants(&[("rootfs", "input-root")]).rootfs(),
+            Some(RootFs::InputRoot)
+        );
+        assert_eq!(wants(&[("rootfs", "host")]).rootfs(), Some(RootFs::Host));
+        assert_eq!(wants(&[("OSFamily", "linux")]).rootfs(), None);
+        for bad in [
+            &[("rootfs", "/")][..],
+            &[("rootfs", "host"), ("rootfs", "input-root")],
+        ] {
+            let err = Requirements::from_platform(&platform(bad)).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+            assert!(err.to_string().contains("rootfs"), "{err}");
+        }
     }
 
     #[test]

@@ -40,6 +40,8 @@ use std::sync::{mpsc, OnceLock};
 
 use reapi_core::{Error, Result};
 
+use super::new_root::{NewRoot, NEW_ROOT_STEPS};
+
 /// How far the processes of a command are tied to the process that started
 /// it, as the host allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +81,9 @@ impl Containment {
 
 /// What to start: everything already in the form `execve` takes.
 pub(super) struct LaunchSpec {
-    pub program: CString,
+    /// Paths tried in order until one execs (several when a bare name is
+    /// looked up in `PATH` inside the command's own root).
+    pub programs: Vec<CString>,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
     pub working_directory: CString,
@@ -108,6 +112,8 @@ pub(super) struct PrivateView {
     /// The action asked for the network (`network=on`): no network
     /// namespace, the host's interfaces.
     pub host_network: bool,
+    /// `rootfs=input-root`: the input root becomes the command's `/`.
+    pub new_root: Option<NewRoot>,
 }
 
 impl PrivateView {
@@ -133,6 +139,7 @@ impl PrivateView {
             },
             path_to_input_root: ancestors.into_iter().map(c).collect::<io::Result<_>>()?,
             host_network: false,
+            new_root: None,
         })
     }
 }
@@ -291,6 +298,7 @@ impl LaunchThread {
         let stdin = dup_above_stdio(&self.dev_null)?;
         let stdout = dup_above_stdio(&spec.stdout)?;
         let stderr = dup_above_stdio(&spec.stderr)?;
+        let programs = null_terminated(&spec.programs);
         let argv = null_terminated(&spec.argv);
         let envp = null_terminated(&spec.envp);
         let cgroup_procs = null_terminated(&spec.cgroup_procs);
@@ -311,6 +319,10 @@ impl LaunchThread {
                 .last()
                 .map_or(std::ptr::null(), |p| p.as_ptr()),
             loopback_up: (!view.host_network).then(loopback_up_request),
+            new_root: view
+                .new_root
+                .as_ref()
+                .map_or(std::ptr::null(), |root| root as *const NewRoot),
         });
         let containment = if spec.contained {
             self.containment
@@ -325,7 +337,7 @@ impl LaunchThread {
             }
         }
         let plan = ChildPlan {
-            program: spec.program.as_ptr(),
+            programs: programs.as_ptr(),
             argv: argv.as_ptr(),
             envp: envp.as_ptr(),
             working_directory: spec.working_directory.as_ptr(),
@@ -361,6 +373,11 @@ impl LaunchThread {
                         "{} ({}): {os_error}",
                         stage.doing(),
                         VIEW_STEPS.get(detail).copied().unwrap_or("?")
+                    ))),
+                    Stage::NewRoot => Err(io::Error::other(format!(
+                        "{} ({}): {os_error}",
+                        stage.doing(),
+                        NEW_ROOT_STEPS.get(detail).copied().unwrap_or("?")
                     ))),
                     _ => Err(io::Error::other(format!("{}: {os_error}", stage.doing()))),
                 }
@@ -412,6 +429,7 @@ enum Stage {
     UserNamespace = 1,
     PrivateView,
     Network,
+    NewRoot,
     ResourceLimits,
     ProcessGroup,
     Cgroup,
@@ -426,10 +444,11 @@ enum Stage {
 }
 
 impl Stage {
-    const ALL: [Stage; 14] = [
+    const ALL: [Stage; 15] = [
         Stage::UserNamespace,
         Stage::PrivateView,
         Stage::Network,
+        Stage::NewRoot,
         Stage::ResourceLimits,
         Stage::ProcessGroup,
         Stage::Cgroup,
@@ -448,6 +467,7 @@ impl Stage {
             Stage::UserNamespace => "mapping the user namespace's ids",
             Stage::PrivateView => "setting up the action's view of the file system",
             Stage::Network => "bringing up the action's loopback interface",
+            Stage::NewRoot => "making the input root the action's /",
             Stage::ResourceLimits => "setting the action's resource limits",
             Stage::ProcessGroup => "making the command a process group leader",
             Stage::Cgroup => "joining the action's cgroup",
@@ -466,7 +486,8 @@ impl Stage {
 /// Everything the child needs, prepared by the launching thread: pointers
 /// into memory that thread keeps alive until the child is done with it.
 struct ChildPlan {
-    program: *const c_char,
+    /// Null-terminated list of paths to try.
+    programs: *const *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
     working_directory: *const c_char,
@@ -494,7 +515,7 @@ struct ChildPlan {
 impl ChildPlan {
     fn probe(containment: Containment, own_ids_map: &(CString, CString)) -> ChildPlan {
         ChildPlan {
-            program: std::ptr::null(),
+            programs: std::ptr::null(),
             argv: std::ptr::null(),
             envp: std::ptr::null(),
             working_directory: std::ptr::null(),
@@ -529,6 +550,8 @@ struct ViewPlan {
     input_root: *const c_char,
     /// `None` when the command uses the host's network.
     loopback_up: Option<libc::ifreq>,
+    /// Null unless the input root becomes `/`.
+    new_root: *const NewRoot,
 }
 
 /// Mounts the private view: nothing the command mounts is seen outside,
@@ -729,6 +752,15 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> Option<Stage> {
         }
         procs = procs.add(1);
     }
+    // After everything that needs the host's paths (the cgroup files).
+    if let Some(view) = &plan.view {
+        if let Some(new_root) = view.new_root.as_ref() {
+            if let Err(step) = new_root.enter() {
+                plan.failed_detail.store(step as i32, Ordering::Release);
+                return Some(Stage::NewRoot);
+            }
+        }
+    }
     // Before the switch: emptying the bounding set takes CAP_SETPCAP.
     if let Some((known, count)) = plan.drop_privileges {
         if !super::privileges::drop_bounding_and_ambient(known, count) {
@@ -765,8 +797,28 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> Option<Stage> {
     let mut none: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut none);
     libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-    libc::execve(plan.program, plan.argv, plan.envp);
+    exec_first_found(plan);
     Some(Stage::Exec)
+}
+
+/// Execs the first of the plan's programs that exists, as `execvp` does;
+/// returns when none could run, with errno from the most telling failure
+/// (EACCES from a program that exists over ENOENT from one that does not).
+unsafe fn exec_first_found(plan: &ChildPlan) {
+    let mut denied = false;
+    let mut program = plan.programs;
+    while !(*program).is_null() {
+        libc::execve(*program, plan.argv, plan.envp);
+        match *libc::__errno_location() {
+            libc::ENOENT | libc::ENOTDIR => {}
+            libc::EACCES => denied = true,
+            _ => return,
+        }
+        program = program.add(1);
+    }
+    if denied {
+        *libc::__errno_location() = libc::EACCES;
+    }
 }
 
 /// Signals the server handles go back to their default action, and so does
@@ -851,7 +903,7 @@ mod tests {
     fn spec(script: &str, dir: &std::path::Path, run_as: Option<(u32, u32)>) -> LaunchSpec {
         let c = |s: &str| CString::new(s).unwrap();
         LaunchSpec {
-            program: c("/bin/sh"),
+            programs: vec![c("/bin/sh")],
             argv: vec![c("sh"), c("-c"), c(script)],
             envp: vec![c("PATH=/usr/bin:/bin")],
             working_directory: CString::new(dir.as_os_str().as_encoded_bytes()).unwrap(),
@@ -912,7 +964,7 @@ mod tests {
     fn exec_failures_keep_their_os_code_and_others_say_what_failed() {
         let dir = tempfile::tempdir().unwrap();
         let mut missing = spec("true", dir.path(), None);
-        missing.program = CString::new("/no/such/program").unwrap();
+        missing.programs = vec![CString::new("/no/such/program").unwrap()];
         let err = launcher().unwrap().launch(missing).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
 

@@ -6,7 +6,8 @@
 //!
 //! Shared pieces: [`launch`] starts commands so that they die with this
 //! process (a pid namespace each), [`privileges`] takes every capability
-//! from them before they exec, [`cgroup`] gives each a control group
+//! from them before they exec, [`new_root`] makes the input root a
+//! command's `/` when it asks (`rootfs=input-root`), [`cgroup`] gives each a control group
 //! with the limits it asked for, [`resolve`] finds the program
 //! `arguments[0]` names, [`group`] owns a running process group, and
 //! [`leftovers`] kills what a killed predecessor left running.
@@ -16,6 +17,7 @@ pub mod group;
 pub mod isolation;
 pub mod launch;
 pub mod leftovers;
+mod new_root;
 mod privileges;
 mod process;
 pub mod resolve;

@@ -15,14 +15,17 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reapi_core::execution::{Sandbox, SandboxCommand, SandboxOutcome};
-use reapi_core::platform::{NETWORK, NETWORK_OFF, NETWORK_ON};
+use reapi_core::platform::{
+    RootFs, NETWORK, NETWORK_OFF, NETWORK_ON, ROOTFS, ROOTFS_HOST, ROOTFS_INPUT_ROOT,
+};
 use reapi_core::{Error, ErrorExt, Result};
 
 use super::cgroup::{ActionCgroup, ActionCgroups};
 use super::group::{exit_code, ProcessGroup};
 use super::isolation::Isolation;
 use super::launch::{launcher, LaunchSpec, PrivateView};
-use super::resolve::{resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
+use super::new_root::NewRoot;
+use super::resolve::{candidates_in_own_root, resolve_program, NotRunnable, DEFAULT_SEARCH_PATH};
 
 /// Runs commands as child processes, each leading its own process group.
 ///
@@ -49,6 +52,8 @@ struct Confinement {
     isolation: Isolation,
     /// `linux`: the directory covered by an empty one (the server's data).
     hidden: Option<PathBuf>,
+    /// What commands that do not say (`rootfs`) see as `/`.
+    default_rootfs: RootFs,
 }
 
 impl Default for ProcessSandbox {
@@ -74,6 +79,7 @@ impl ProcessSandbox {
             confinement: Confinement {
                 isolation: Isolation::Process,
                 hidden: None,
+                default_rootfs: RootFs::Host,
             },
         }
     }
@@ -101,8 +107,22 @@ impl ProcessSandbox {
     /// store and the other actions' directories), all but the command's
     /// own input root; cgroups come from [`Self::with_cgroups`].
     pub fn with_isolation(mut self, isolation: Isolation, hidden: Option<PathBuf>) -> Self {
-        self.confinement = Confinement { isolation, hidden };
+        self.confinement.isolation = isolation;
+        self.confinement.hidden = hidden;
         self
+    }
+
+    /// What commands that do not ask (`rootfs`) see as `/`. Only `linux`
+    /// can give [`RootFs::InputRoot`].
+    pub fn with_default_rootfs(mut self, rootfs: RootFs) -> Result<Self> {
+        if rootfs == RootFs::InputRoot && self.confinement.isolation < Isolation::Linux {
+            return Err(Error::invalid_argument(format!(
+                "{ROOTFS} {rootfs} needs isolation linux, not {}",
+                self.confinement.isolation
+            )));
+        }
+        self.confinement.default_rootfs = rootfs;
+        Ok(self)
     }
 
     /// The isolation level commands run at.
@@ -212,10 +232,12 @@ impl Sandbox for ProcessSandbox {
     /// Every level runs commands with the host's network; only `linux`
     /// can run them without.
     fn offered_properties(&self) -> Vec<(&'static str, &'static str)> {
-        let mut offered = vec![(NETWORK, NETWORK_ON)];
+        let mut offered = vec![(NETWORK, NETWORK_ON), (ROOTFS, ROOTFS_HOST)];
         if self.confinement.isolation >= Isolation::Linux {
             offered.push((NETWORK, NETWORK_OFF));
+            offered.push((ROOTFS, ROOTFS_INPUT_ROOT));
         }
+        offered.sort_unstable();
         offered
     }
 }
@@ -266,20 +288,32 @@ fn start(
     let Some(arg0) = command.arguments.first() else {
         return Err(Error::invalid_argument("the command has no arguments"));
     };
-    let spawned = resolve_program(
-        arg0,
-        &command.environment,
-        &command.working_directory,
-        search_path,
-    )
-    .and_then(|program| {
+    let rootfs = command.rootfs.unwrap_or(confinement.default_rootfs);
+    if rootfs == RootFs::InputRoot && confinement.isolation < Isolation::Linux {
+        return Err(Error::failed_precondition(format!(
+            "{ROOTFS}={rootfs} needs isolation linux; this executor runs at {}",
+            confinement.isolation
+        )));
+    }
+    let programs = match rootfs {
+        RootFs::Host => resolve_program(
+            arg0,
+            &command.environment,
+            &command.working_directory,
+            search_path,
+        )
+        .map(|program| vec![program]),
+        RootFs::InputRoot => candidates_in_own_root(arg0, &command.environment, search_path),
+    };
+    let spawned = programs.and_then(|programs| {
         let cgroup = match cgroups.map(|c| c.create(command.resources)).transpose() {
             Ok(cgroup) => cgroup,
             Err(e) => return Ok(Err(Error::io("creating the command's cgroup", e))),
         };
         Ok(spawn(
             command,
-            &program,
+            &programs,
+            rootfs,
             run_as,
             cgroup.as_ref(),
             confinement,
@@ -311,9 +345,11 @@ const TEXT_BUSY_RETRIES: u32 = 5;
 
 /// Spawns the command; the outer error is an outcome (exec failed in a way
 /// a shell reports with 126/127), the inner one a failure of the worker.
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     command: &SandboxCommand,
-    program: &Path,
+    programs: &[PathBuf],
+    rootfs: RootFs,
     run_as: Option<(u32, u32)>,
     cgroup: Option<&ActionCgroup>,
     confinement: &Confinement,
@@ -328,7 +364,8 @@ fn spawn(
     loop {
         let spec = match launch_spec(
             command,
-            program,
+            programs,
+            rootfs,
             run_as,
             cgroup,
             confinement,
@@ -344,18 +381,20 @@ fn spawn(
                 attempt += 1;
                 std::thread::sleep(Duration::from_millis(10 << attempt));
             }
-            Err(e) => return classify_spawn_error(program, e),
+            Err(e) => return classify_spawn_error(command, programs, rootfs, e),
         }
     }
 }
 
-/// The command in the form `execve` takes. `program` may be relative to the
+/// The command in the form `execve` takes. A program may be relative to the
 /// working directory (`./tool`): the child changes directory before it
 /// execs, so it is found there, and a script's `$0` is what the client
-/// wrote.
+/// wrote. With `rootfs=input-root` paths are those inside the input root.
+#[allow(clippy::too_many_arguments)]
 fn launch_spec(
     command: &SandboxCommand,
-    program: &Path,
+    programs: &[PathBuf],
+    rootfs: RootFs,
     run_as: Option<(u32, u32)>,
     cgroup: Option<&ActionCgroup>,
     confinement: &Confinement,
@@ -376,12 +415,24 @@ fn launch_spec(
         .iter()
         .map(|(name, value)| c_string(format!("{name}={value}").as_bytes(), "a variable"))
         .collect::<Result<Vec<_>>>()?;
+    let working_directory = match rootfs {
+        RootFs::Host => command.working_directory.clone(),
+        RootFs::InputRoot => Path::new("/").join(
+            command
+                .working_directory
+                .strip_prefix(&command.input_root)
+                .map_err(|_| Error::internal("the working directory is outside the input root"))?,
+        ),
+    };
     Ok(LaunchSpec {
-        program: c_string(program.as_os_str().as_bytes(), "the program")?,
+        programs: programs
+            .iter()
+            .map(|program| c_string(program.as_os_str().as_bytes(), "the program"))
+            .collect::<Result<_>>()?,
         argv,
         envp,
         working_directory: c_string(
-            command.working_directory.as_os_str().as_bytes(),
+            working_directory.as_os_str().as_bytes(),
             "the working directory",
         )?,
         stdout: stdout
@@ -401,6 +452,15 @@ fn launch_spec(
                 )
                 .map_err(|e| Error::io("preparing the action's view of the file system", e))?;
                 view.host_network = command.network;
+                if rootfs == RootFs::InputRoot {
+                    view.new_root = Some(NewRoot::prepare(&command.input_root).map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::InvalidInput {
+                            Error::invalid_argument(e.to_string())
+                        } else {
+                            Error::io("preparing the input root to be the action's /", e)
+                        }
+                    })?);
+                }
                 Some(view)
             }
             _ => None,
@@ -409,10 +469,24 @@ fn launch_spec(
 }
 
 fn classify_spawn_error(
-    program: &Path,
+    command: &SandboxCommand,
+    programs: &[PathBuf],
+    rootfs: RootFs,
     e: std::io::Error,
 ) -> Result<Result<libc::pid_t>, NotRunnable> {
-    let shown = program.display().to_string();
+    let arg0 = command.arguments.first().map_or("", String::as_str);
+    let shown = match programs {
+        [program] => program.display().to_string(),
+        _ => arg0.to_string(),
+    };
+    if rootfs == RootFs::InputRoot && e.raw_os_error() == Some(libc::ENOENT) {
+        let looked: Vec<String> = programs.iter().map(|p| p.display().to_string()).collect();
+        return Err(NotRunnable::not_found(format!(
+            "{arg0}: not found in the input root, which is the action's / (looked for {}; \
+             or its interpreter or loader is missing)",
+            looked.join(", ")
+        )));
+    }
     match e.raw_os_error() {
         // The program exists (we checked), so ENOENT is about its
         // interpreter (`#!/missing/sh`) or its dynamic loader.

@@ -74,10 +74,7 @@ pub fn resolve_program(
         };
     }
 
-    let (search, from_env) = match environment.iter().rev().find(|(name, _)| name == "PATH") {
-        Some((_, value)) => (value.as_str(), true),
-        None => (default_search_path, false),
-    };
+    let (search, from_env) = search_path(environment, default_search_path);
     let mut not_executable = None;
     for dir in search.split(':') {
         // An empty entry means the current (working) directory.
@@ -106,6 +103,43 @@ pub fn resolve_program(
     )))
 }
 
+/// The action's `PATH` (its last definition), or the default; and whether
+/// it was the action's.
+fn search_path<'a>(
+    environment: &'a [(String, String)],
+    default_search_path: &'a str,
+) -> (&'a str, bool) {
+    match environment.iter().rev().find(|(name, _)| name == "PATH") {
+        Some((_, value)) => (value.as_str(), true),
+        None => (default_search_path, false),
+    }
+}
+
+/// The paths to try, in order, for a command whose `/` is its input root
+/// (`rootfs=input-root`): they only mean something inside that root, where
+/// absolute symlinks point elsewhere than on the host, so the launch child
+/// tries each with `execve`, as `execvp` would. A path with a `/` is the
+/// only candidate.
+pub fn candidates_in_own_root(
+    arg0: &str,
+    environment: &[(String, String)],
+    default_search_path: &str,
+) -> Result<Vec<PathBuf>, NotRunnable> {
+    if arg0.is_empty() {
+        return Err(NotRunnable::not_found(
+            "the command's first argument (the program) is empty".into(),
+        ));
+    }
+    if arg0.contains('/') {
+        return Ok(vec![PathBuf::from(arg0)]);
+    }
+    let (search, _) = search_path(environment, default_search_path);
+    Ok(search
+        .split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
+        .collect())
+}
+
 enum Candidate {
     Runnable,
     Missing,
@@ -127,6 +161,29 @@ fn check_candidate(path: &Path) -> Candidate {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn in_its_own_root_a_bare_name_is_tried_in_every_path_entry() {
+        let env = vec![("PATH".to_string(), "/usr/bin::/bin".to_string())];
+        assert_eq!(
+            candidates_in_own_root("sh", &env, DEFAULT_SEARCH_PATH).unwrap(),
+            [
+                PathBuf::from("/usr/bin/sh"),
+                PathBuf::from("./sh"),
+                PathBuf::from("/bin/sh")
+            ]
+        );
+        assert_eq!(
+            candidates_in_own_root("./configure", &env, DEFAULT_SEARCH_PATH).unwrap(),
+            [PathBuf::from("./configure")]
+        );
+        assert_eq!(
+            candidates_in_own_root("make", &[], "/bin").unwrap(),
+            [PathBuf::from("/bin/make")]
+        );
+        let err = candidates_in_own_root("", &env, DEFAULT_SEARCH_PATH).unwrap_err();
+        assert_eq!(err.exit_code, EXIT_NOT_FOUND);
+    }
 
     fn setup() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
