@@ -10,6 +10,7 @@ use std::path::Path;
 use reapi_executor::sandbox::isolation::Isolation;
 use reapi_test_support::actions::{command, with_command_platform};
 use reapi_test_support::executor::Harness;
+use reapi_test_support::system_image::programs_with_libraries;
 use reapi_test_support::trees::TreeSpec;
 
 const NOBODY: (u32, u32) = (65534, 65534);
@@ -21,27 +22,10 @@ async fn harness(isolation: Isolation) -> Harness {
 /// A system image of the host's `sh` and `cat` with the libraries they
 /// load, at the paths the host has them.
 fn tiny_system() -> TreeSpec {
-    let mut files: Vec<String> = vec!["/bin/sh".into(), "/bin/cat".into()];
-    for program in ["/bin/sh", "/bin/cat"] {
-        let ldd = std::process::Command::new("ldd")
-            .arg(program)
-            .output()
-            .unwrap();
-        for line in String::from_utf8(ldd.stdout).unwrap().lines() {
-            let path = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next(),
-                None => line.split_whitespace().next(),
-            };
-            if let Some(path) = path.filter(|p| p.starts_with('/')) {
-                files.push(path.to_string());
-            }
-        }
-    }
-    files.sort();
-    files.dedup();
     let mut tree = TreeSpec::new().dir("tmp").dir("work");
-    for path in &files {
-        tree = tree.executable(&path[1..], &std::fs::read(path).unwrap());
+    for path in programs_with_libraries(&["/bin/sh", "/bin/cat"]) {
+        let inside = path.to_str().unwrap().trim_start_matches('/').to_string();
+        tree = tree.executable(&inside, &std::fs::read(&path).unwrap());
     }
     tree
 }

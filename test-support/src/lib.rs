@@ -22,6 +22,7 @@ pub mod operations;
 pub mod process;
 pub mod server;
 pub mod status;
+pub mod system_image;
 pub mod timestamps;
 pub mod trees;
 pub mod wait;
