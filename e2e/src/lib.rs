@@ -12,6 +12,8 @@
 //!   test with its own Bazel server;
 //! - [`checks`]: Bazel command lines and checks of what Bazel reported;
 //! - [`chromium`]: headless Chromium, for the schedulers' status page;
+//! - [`buildstream`]: BuildStream 2 as a second real client: a tiny project,
+//!   its user configuration and `bst`;
 //! - [`summary`]: parse Bazel's `INFO: N processes: ...` line, which tells how
 //!   each action was run (locally, remotely, from the remote cache), and the
 //!   result line of a test;
@@ -26,6 +28,7 @@
 //! only inside tests, where a panic is the way to report a failure.
 
 pub mod bazel;
+pub mod buildstream;
 pub mod checks;
 pub mod chromium;
 pub mod cluster_cas;

@@ -19,6 +19,7 @@ pub mod digests;
 pub mod executor;
 pub mod launch;
 pub mod operations;
+pub mod pki;
 pub mod process;
 pub mod server;
 pub mod status;

@@ -12,11 +12,16 @@ use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
 use reapi_cas::metrics::DiskStoreCollector;
 use reapi_cas::service::listener;
+use reapi_cas::service::tls::TlsSettings;
 use reapi_executor::worker::worker_id;
 use reapi_executor::{LocalExecutorPool, Worker, WorkerConfig};
 use reapi_scheduler::metrics::SchedulerCollector;
 use reapi_scheduler::{ExecutionServices, InProcessConnector, Scheduler};
 use tonic::service::RoutesBuilder;
+
+/// How often the TLS files are checked for a rotation (SIGHUP reloads at
+/// once).
+const TLS_POLL: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     main_with(
@@ -75,6 +80,15 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     }
     storage_services.add_to(&mut routes);
 
+    // Before anything is announced: unusable TLS files stop the start.
+    let tls = match config.tls.clone() {
+        Some(files) => {
+            let tls = TlsSettings::load(files).map_err(|e| format!("TLS: {e}"))?;
+            tls.watch(TLS_POLL, true).map_err(|e| e.to_string())?;
+            Some(tls)
+        }
+        None => None,
+    };
     // The one line a user (and the test harness) reads to find the server.
     println!(
         "reapi-server listening on {addr}, data in {}",
@@ -85,6 +99,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         %addr,
         data_dir = %data_dir.display(),
         disk_size = config.storage.disk_size,
+        tls = tls.is_some(),
         "serving"
     );
     ops.readiness.set_ready();
@@ -93,9 +108,11 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         shutdown_signal().await;
         readiness.set_not_ready("shutting down");
     };
-    listener::serve(listener, routes.routes(), stopping)
-        .await
-        .map_err(|e| e.to_string())?;
+    match tls {
+        Some(tls) => listener::serve_tls(listener, routes.routes(), stopping, tls).await,
+        None => listener::serve(listener, routes.routes(), stopping).await,
+    }
+    .map_err(|e| e.to_string())?;
     if let Some(worker) = worker {
         worker.shutdown().await;
     }

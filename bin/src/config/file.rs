@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub local_cas: Option<bool>,
     /// The operators' HTTP port (metrics, health), e.g. "127.0.0.1:9090".
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS on the client port.
+    pub tls: Option<super::tls::TlsSection>,
 }
 
 /// `[storage.s3]` / `[storage.gcs]`: an external store to write through to.

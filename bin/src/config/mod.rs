@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod scheduling;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod worker;
 
 use reapi_core::config::{parse_byte_size, parse_duration};

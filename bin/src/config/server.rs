@@ -12,7 +12,9 @@ use super::file::FileConfig;
 use super::ops::OpsFlags;
 use super::scheduling::SchedulingFlags;
 use super::storage::StorageFlags;
+use super::tls::TlsFlags;
 use super::{resolve_sandbox, DEFAULT_LISTEN};
+use reapi_cas::service::tls::TlsFiles;
 use reapi_scheduler::SchedulerConfig;
 
 #[derive(Parser, Debug, Default)]
@@ -30,6 +32,8 @@ pub struct ServerFlags {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub ops: OpsFlags,
+    #[command(flatten)]
+    pub tls: TlsFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// Local executors (default: one per CPU; 0 serves only the cache).
@@ -57,6 +61,8 @@ pub struct ServerConfig {
     /// The operators' HTTP port; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
     pub listen: SocketAddr,
+    /// `None`: plaintext.
+    pub tls: Option<TlsFiles>,
     pub storage: StorageConfig,
     /// `None`: one executor per CPU.
     pub executors: Option<usize>,
@@ -75,6 +81,7 @@ impl ServerConfig {
             metrics_listen: flags.ops.resolve(&file),
             scheduler,
             listen: resolve_listen(flags.listen, file.listen)?,
+            tls: flags.tls.resolve(&file)?,
             storage,
             executors: flags.executors.or(file.executors),
             sandbox: resolve_sandbox(

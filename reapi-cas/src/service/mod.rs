@@ -14,6 +14,7 @@ pub mod ops_http;
 mod pending_uploads;
 pub mod rpc_metrics;
 pub mod storage;
+pub mod tls;
 
 pub use action_cache::ActionCacheService;
 pub use bytestream::ByteStreamService;
