@@ -5,18 +5,18 @@
 //! previous ones. Real TLS over loopback, certificates from `openssl`.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reapi_cas::service::listener;
+use reapi_cas::service::reload::Reloadable;
 use reapi_cas::service::tls::{TlsFiles, TlsSettings};
 use reapi_core::proto::remote_execution::FindMissingBlobsRequest;
 use reapi_core::InstancePolicy;
 use reapi_test_support::clients::cas;
 use reapi_test_support::pki::Pki;
 use reapi_test_support::server::storage::memory_services;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 fn files(pki: &Pki, client_ca: Option<&str>, required: bool) -> TlsFiles {
@@ -46,27 +46,13 @@ async fn serve(files: TlsFiles) -> (SocketAddr, Arc<TlsSettings>) {
     (addr, settings)
 }
 
-/// A channel trusting `ca`, presenting `identity` (`NAME` of a cert/key).
 async fn connect(
     pki: &Pki,
     addr: SocketAddr,
     ca: &str,
     identity: Option<&str>,
 ) -> Result<Channel, tonic::transport::Error> {
-    let read = |path: &Path| std::fs::read(path).unwrap();
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&pki.cert(ca))));
-    if let Some(name) = identity {
-        tls = tls.identity(Identity::from_pem(
-            read(&pki.cert(name)),
-            read(&pki.key(name)),
-        ));
-    }
-    Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
+    pki.connect(addr, ca, identity).await
 }
 
 /// Whether a FindMissingBlobs call through a new connection succeeds.

@@ -3,8 +3,12 @@
 //! certificates; plus a second, unrelated CA for strangers. Keys are EC
 //! P-256 in PKCS#8 PEM, which rustls and Bazel's Netty both read.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use tempfile::TempDir;
 
@@ -46,6 +50,31 @@ impl Pki {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A TLS channel to `addr` trusting the CA `ca`, presenting the
+    /// certificate and key `identity` when given.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        ca: &str,
+        identity: Option<&str>,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let read = |path: PathBuf| std::fs::read(path).expect("a test certificate or key");
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(self.cert(ca))));
+        if let Some(name) = identity {
+            tls = tls.identity(Identity::from_pem(
+                read(self.cert(name)),
+                read(self.key(name)),
+            ));
+        }
+        Endpoint::from_shared(format!("https://{addr}"))
+            .expect("an https endpoint")
+            .tls_config(tls)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
     }
 
     /// A self-signed CA `name`.

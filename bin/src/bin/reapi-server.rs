@@ -11,7 +11,8 @@ use reapi_bin::config::server::{ServerConfig, ServerFlags};
 use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
 use reapi_cas::metrics::DiskStoreCollector;
-use reapi_cas::service::listener;
+use reapi_cas::service::auth::Authorizer;
+use reapi_cas::service::listener::{self, Front};
 use reapi_cas::service::tls::TlsSettings;
 use reapi_executor::worker::worker_id;
 use reapi_executor::{LocalExecutorPool, Worker, WorkerConfig};
@@ -19,9 +20,9 @@ use reapi_scheduler::metrics::SchedulerCollector;
 use reapi_scheduler::{ExecutionServices, InProcessConnector, Scheduler};
 use tonic::service::RoutesBuilder;
 
-/// How often the TLS files are checked for a rotation (SIGHUP reloads at
-/// once).
-const TLS_POLL: Duration = Duration::from_secs(10);
+/// How often the TLS and grants files are checked for a change (SIGHUP
+/// reloads at once).
+const FILES_POLL: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     main_with(
@@ -80,12 +81,21 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     }
     storage_services.add_to(&mut routes);
 
-    // Before anything is announced: unusable TLS files stop the start.
+    // Before anything is announced: unusable TLS or grants files stop the
+    // start.
     let tls = match config.tls.clone() {
         Some(files) => {
             let tls = TlsSettings::load(files).map_err(|e| format!("TLS: {e}"))?;
-            tls.watch(TLS_POLL, true).map_err(|e| e.to_string())?;
+            tls.watch(FILES_POLL, true).map_err(|e| e.to_string())?;
             Some(tls)
+        }
+        None => None,
+    };
+    let grants = match &config.grants {
+        Some(path) => {
+            let grants = Authorizer::load(path).map_err(|e| format!("grants: {e}"))?;
+            grants.watch(FILES_POLL, true).map_err(|e| e.to_string())?;
+            Some(grants)
         }
         None => None,
     };
@@ -100,6 +110,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         data_dir = %data_dir.display(),
         disk_size = config.storage.disk_size,
         tls = tls.is_some(),
+        grants = grants.is_some(),
         "serving"
     );
     ops.readiness.set_ready();
@@ -108,11 +119,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         shutdown_signal().await;
         readiness.set_not_ready("shutting down");
     };
-    match tls {
-        Some(tls) => listener::serve_tls(listener, routes.routes(), stopping, tls).await,
-        None => listener::serve(listener, routes.routes(), stopping).await,
-    }
-    .map_err(|e| e.to_string())?;
+    listener::serve_behind(listener, routes.routes(), stopping, Front { tls, grants })
+        .await
+        .map_err(|e| e.to_string())?;
     if let Some(worker) = worker {
         worker.shutdown().await;
     }

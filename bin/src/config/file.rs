@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// TLS on the client port.
     pub tls: Option<super::tls::TlsSection>,
+    /// The grants file (`--auth_grants`).
+    pub auth_grants: Option<std::path::PathBuf>,
 }
 
 /// `[storage.s3]` / `[storage.gcs]`: an external store to write through to.

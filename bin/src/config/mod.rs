@@ -10,6 +10,7 @@
 //!   resolved configuration.
 
 pub mod file;
+pub mod grants;
 pub mod ops;
 pub mod scheduler;
 pub mod scheduling;

@@ -9,6 +9,7 @@ use reapi_cas::config::StorageConfig;
 use reapi_executor::SandboxChoice;
 
 use super::file::FileConfig;
+use super::grants::GrantsFlags;
 use super::ops::OpsFlags;
 use super::scheduling::SchedulingFlags;
 use super::storage::StorageFlags;
@@ -34,6 +35,8 @@ pub struct ServerFlags {
     pub ops: OpsFlags,
     #[command(flatten)]
     pub tls: TlsFlags,
+    #[command(flatten)]
+    pub grants: GrantsFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// Local executors (default: one per CPU; 0 serves only the cache).
@@ -63,6 +66,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// `None`: plaintext.
     pub tls: Option<TlsFiles>,
+    /// The grants file; `None`: every client may do everything.
+    pub grants: Option<PathBuf>,
     pub storage: StorageConfig,
     /// `None`: one executor per CPU.
     pub executors: Option<usize>,
@@ -82,6 +87,7 @@ impl ServerConfig {
             scheduler,
             listen: resolve_listen(flags.listen, file.listen)?,
             tls: flags.tls.resolve(&file)?,
+            grants: flags.grants.resolve(&file),
             storage,
             executors: flags.executors.or(file.executors),
             sandbox: resolve_sandbox(

@@ -3,6 +3,7 @@
 
 pub mod action_cache;
 pub mod action_cache_router;
+pub mod auth;
 pub mod bytestream;
 pub mod bytestream_routes;
 pub mod capabilities;
@@ -12,6 +13,7 @@ pub mod listener;
 pub mod message_size;
 pub mod ops_http;
 mod pending_uploads;
+pub mod reload;
 pub mod rpc_metrics;
 pub mod storage;
 pub mod tls;

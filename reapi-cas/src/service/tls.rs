@@ -12,8 +12,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use reapi_core::{Error, Result};
 use rustls_pki_types::pem::PemObject;
@@ -23,6 +23,8 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use super::reload::Reloadable;
 
 /// How long a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,8 +51,6 @@ pub struct TlsFiles {
 pub struct TlsSettings {
     files: TlsFiles,
     current: RwLock<Arc<ServerConfig>>,
-    /// Modification time and length of each file at the last load.
-    stamps: Mutex<Vec<Option<(SystemTime, u64)>>>,
 }
 
 impl std::fmt::Debug for TlsSettings {
@@ -64,84 +64,17 @@ impl std::fmt::Debug for TlsSettings {
 impl TlsSettings {
     /// Loads `files`; an error names the file and what is wrong with it.
     pub fn load(files: TlsFiles) -> Result<Arc<TlsSettings>> {
-        let stamps = stamps(&files);
         let config = server_config(&files)?;
         Ok(Arc::new(TlsSettings {
             files,
             current: RwLock::new(Arc::new(config)),
-            stamps: Mutex::new(stamps),
         }))
     }
 
-    /// Loads the files again. On failure the previous configuration stays
-    /// in use and the error is returned.
-    pub fn reload(&self) -> Result<()> {
-        let stamps = stamps(&self.files);
-        let config = server_config(&self.files)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-        *self.stamps.lock().unwrap_or_else(|e| e.into_inner()) = stamps;
-        tracing::info!(certificate = %self.files.certificate.display(), "TLS configuration reloaded");
-        Ok(())
-    }
-
-    /// Reloads when a file changed since the last load; whether it did.
-    fn reload_if_changed(&self) -> bool {
-        let now = stamps(&self.files);
-        if *self.stamps.lock().unwrap_or_else(|e| e.into_inner()) == now {
-            return false;
-        }
-        if let Err(e) = self.reload() {
-            // Remember the stamps anyway: one log line per change, not one
-            // per poll, while a rotation is half done.
-            *self.stamps.lock().unwrap_or_else(|e| e.into_inner()) = now;
-            tracing::error!(
-                "TLS files changed but cannot be loaded, keeping the previous ones: {e}"
-            );
-        }
-        true
-    }
-
     /// Reloads on SIGHUP (when `on_sighup`) and whenever the files change
-    /// (checked every `poll`), until the process ends.
+    /// (checked every `poll`), until the settings are dropped.
     pub fn watch(self: &Arc<Self>, poll: Duration, on_sighup: bool) -> Result<()> {
-        let mut hangups = if on_sighup {
-            Some(
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                    .map_err(|e| Error::io("listening for SIGHUP", e))?,
-            )
-        } else {
-            None
-        };
-        let settings = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(poll);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let hangup = async {
-                    match hangups.as_mut() {
-                        Some(signals) => signals.recv().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                let forced = tokio::select! {
-                    _ = ticks.tick() => false,
-                    _ = hangup => true,
-                };
-                let Some(settings) = settings.upgrade() else {
-                    return;
-                };
-                if forced {
-                    if let Err(e) = settings.reload() {
-                        tracing::error!(
-                            "SIGHUP: cannot reload TLS, keeping the previous configuration: {e}"
-                        );
-                    }
-                } else {
-                    settings.reload_if_changed();
-                }
-            }
-        });
-        Ok(())
+        super::reload::watch(self, poll, on_sighup)
     }
 
     fn acceptor(&self) -> TlsAcceptor {
@@ -151,19 +84,28 @@ impl TlsSettings {
     }
 }
 
-fn stamps(files: &TlsFiles) -> Vec<Option<(SystemTime, u64)>> {
-    [
-        Some(&files.certificate),
-        Some(&files.key),
-        files.client_ca.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|path| {
-        let meta = std::fs::metadata(path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    })
-    .collect()
+impl Reloadable for TlsSettings {
+    const WHAT: &'static str = "TLS";
+
+    fn files(&self) -> Vec<PathBuf> {
+        [
+            Some(&self.files.certificate),
+            Some(&self.files.key),
+            self.files.client_ca.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
+    /// Loads the files again. On failure the previous configuration stays
+    /// in use and the error is returned.
+    fn reload(&self) -> Result<()> {
+        let config = server_config(&self.files)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        Ok(())
+    }
 }
 
 fn bad_file(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
