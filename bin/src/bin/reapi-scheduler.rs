@@ -30,6 +30,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
+    // Before any connection to a peer or worker, and before anything is
+    // announced: unusable TLS or grants files stop the start.
+    let front = config.front.open()?;
     let data_dir = config.storage.data_dir.clone();
     let opening = |e: reapi_core::Error| format!("opening storage in {}: {e}", data_dir.display());
     let listener = listener::bind(config.listen)
@@ -135,7 +138,15 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
         data_dir.display()
     );
     ops.announce("reapi-scheduler");
-    tracing::info!(%addr, id = %scheduler.id(), data_dir = %data_dir.display(), "scheduler serving");
+    tracing::info!(
+        %addr,
+        id = %scheduler.id(),
+        data_dir = %data_dir.display(),
+        tls = front.tls.is_some(),
+        grants = front.grants.is_some(),
+        cluster_tls = config.front.cluster.is_tls(),
+        "scheduler serving"
+    );
     // Ready once it knows its peers (at once without any); on SIGTERM:
     // home no new actions, finish the ones homed here (their clients are
     // still connected), then stop.
@@ -177,7 +188,7 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
             }
         }
     };
-    listener::serve(listener, routes.routes(), drained)
+    listener::serve_behind(listener, routes.routes(), drained, front)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped");

@@ -11,18 +11,12 @@ use reapi_bin::config::server::{ServerConfig, ServerFlags};
 use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
 use reapi_cas::metrics::DiskStoreCollector;
-use reapi_cas::service::auth::Authorizer;
-use reapi_cas::service::listener::{self, Front};
-use reapi_cas::service::tls::TlsSettings;
+use reapi_cas::service::listener;
 use reapi_executor::worker::worker_id;
 use reapi_executor::{LocalExecutorPool, Worker, WorkerConfig};
 use reapi_scheduler::metrics::SchedulerCollector;
 use reapi_scheduler::{ExecutionServices, InProcessConnector, Scheduler};
 use tonic::service::RoutesBuilder;
-
-/// How often the TLS and grants files are checked for a change (SIGHUP
-/// reloads at once).
-const FILES_POLL: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     main_with(
@@ -83,22 +77,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
 
     // Before anything is announced: unusable TLS or grants files stop the
     // start.
-    let tls = match config.tls.clone() {
-        Some(files) => {
-            let tls = TlsSettings::load(files).map_err(|e| format!("TLS: {e}"))?;
-            tls.watch(FILES_POLL, true).map_err(|e| e.to_string())?;
-            Some(tls)
-        }
-        None => None,
-    };
-    let grants = match &config.grants {
-        Some(path) => {
-            let grants = Authorizer::load(path).map_err(|e| format!("grants: {e}"))?;
-            grants.watch(FILES_POLL, true).map_err(|e| e.to_string())?;
-            Some(grants)
-        }
-        None => None,
-    };
+    let front = config.front.open()?;
     // The one line a user (and the test harness) reads to find the server.
     println!(
         "reapi-server listening on {addr}, data in {}",
@@ -109,8 +88,8 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         %addr,
         data_dir = %data_dir.display(),
         disk_size = config.storage.disk_size,
-        tls = tls.is_some(),
-        grants = grants.is_some(),
+        tls = front.tls.is_some(),
+        grants = front.grants.is_some(),
         "serving"
     );
     ops.readiness.set_ready();
@@ -119,7 +98,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         shutdown_signal().await;
         readiness.set_not_ready("shutting down");
     };
-    listener::serve_behind(listener, routes.routes(), stopping, Front { tls, grants })
+    listener::serve_behind(listener, routes.routes(), stopping, front)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(worker) = worker {

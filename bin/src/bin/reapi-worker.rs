@@ -42,6 +42,9 @@ struct BlobServer {
 }
 
 async fn work(config: WorkerProcessConfig) -> Result<(), String> {
+    // Before any connection to a scheduler or worker: unusable TLS or
+    // grants files stop the start.
+    let front = config.front.open()?;
     let data_dir = config.storage.data_dir.clone();
     let id = worker_id::load_or_create(&data_dir).map_err(|e| e.to_string())?;
     let opening = |e: reapi_core::Error| format!("opening storage in {}: {e}", data_dir.display());
@@ -100,15 +103,24 @@ async fn work(config: WorkerProcessConfig) -> Result<(), String> {
                 ops.add_grpc_health(&mut routes).await;
                 add_blob_services(&mut routes, disk.clone(), config.storage.instance_policy());
                 let (stop, stopped) = oneshot::channel::<()>();
+                let (tls, grants) = (front.tls.is_some(), front.grants.is_some());
+                let front = front.clone();
                 let task = tokio::spawn(async move {
                     let shutdown = async {
                         let _ = stopped.await;
                     };
-                    if let Err(e) = listener::serve(listener, routes.routes(), shutdown).await {
+                    let served = listener::serve_behind(listener, routes.routes(), shutdown, front);
+                    if let Err(e) = served.await {
                         tracing::error!(error = %e, "serving the cluster CAS share failed");
                     }
                 });
-                tracing::info!(%address, replica_space, "serving this worker's share of the cluster CAS");
+                tracing::info!(
+                    %address,
+                    replica_space,
+                    tls,
+                    grants,
+                    "serving this worker's share of the cluster CAS"
+                );
                 blob_server = Some(BlobServer { stop, task });
                 repairer = storage.cluster.clone().and_then(|cluster| {
                     let mut repair = RepairConfig::default();

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub tls: Option<super::tls::TlsSection>,
     /// The grants file (`--auth_grants`).
     pub auth_grants: Option<std::path::PathBuf>,
+    /// TLS to the cluster's other processes.
+    pub cluster_tls: Option<super::cluster_tls::ClusterTlsSection>,
 }
 
 /// `[storage.s3]` / `[storage.gcs]`: an external store to write through to.

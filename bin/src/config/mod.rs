@@ -9,7 +9,9 @@
 //! - [`server`], [`scheduler`], [`worker`]: each binary's flags and
 //!   resolved configuration.
 
+pub mod cluster_tls;
 pub mod file;
+pub mod front;
 pub mod grants;
 pub mod ops;
 pub mod scheduler;

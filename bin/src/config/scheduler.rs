@@ -11,6 +11,7 @@ use reapi_core::cluster::discovery::MemberList;
 use reapi_scheduler::SchedulerConfig;
 
 use super::file::FileConfig;
+use super::front::{FrontConfig, FrontFlags};
 use super::ops::OpsFlags;
 use super::scheduling::SchedulingFlags;
 use super::server::resolve_listen;
@@ -31,6 +32,8 @@ pub struct SchedulerFlags {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub ops: OpsFlags,
+    #[command(flatten)]
+    pub front: FrontFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// Every scheduler of the cluster, this one included: `host:port`
@@ -61,6 +64,8 @@ pub struct SchedulerProcessConfig {
     /// The operators' HTTP port; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
     pub listen: SocketAddr,
+    /// TLS and grants on the port; TLS to peers and workers.
+    pub front: FrontConfig,
     pub storage: StorageConfig,
     pub schedulers: Option<MemberList>,
     pub advertise: Option<String>,
@@ -79,6 +84,7 @@ impl SchedulerProcessConfig {
         Ok(SchedulerProcessConfig {
             metrics_listen: flags.ops.resolve(&file),
             listen: resolve_listen(flags.listen, file.listen)?,
+            front: flags.front.resolve(&file)?,
             storage,
             schedulers,
             advertise: flags.advertise.or(file.advertise),

@@ -9,13 +9,11 @@ use reapi_cas::config::StorageConfig;
 use reapi_executor::SandboxChoice;
 
 use super::file::FileConfig;
-use super::grants::GrantsFlags;
+use super::front::{FrontConfig, FrontFlags};
 use super::ops::OpsFlags;
 use super::scheduling::SchedulingFlags;
 use super::storage::StorageFlags;
-use super::tls::TlsFlags;
 use super::{resolve_sandbox, DEFAULT_LISTEN};
-use reapi_cas::service::tls::TlsFiles;
 use reapi_scheduler::SchedulerConfig;
 
 #[derive(Parser, Debug, Default)]
@@ -34,9 +32,7 @@ pub struct ServerFlags {
     #[command(flatten)]
     pub ops: OpsFlags,
     #[command(flatten)]
-    pub tls: TlsFlags,
-    #[command(flatten)]
-    pub grants: GrantsFlags,
+    pub front: FrontFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// Local executors (default: one per CPU; 0 serves only the cache).
@@ -64,10 +60,8 @@ pub struct ServerConfig {
     /// The operators' HTTP port; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
     pub listen: SocketAddr,
-    /// `None`: plaintext.
-    pub tls: Option<TlsFiles>,
-    /// The grants file; `None`: every client may do everything.
-    pub grants: Option<PathBuf>,
+    /// TLS and grants on the port.
+    pub front: FrontConfig,
     pub storage: StorageConfig,
     /// `None`: one executor per CPU.
     pub executors: Option<usize>,
@@ -86,8 +80,7 @@ impl ServerConfig {
             metrics_listen: flags.ops.resolve(&file),
             scheduler,
             listen: resolve_listen(flags.listen, file.listen)?,
-            tls: flags.tls.resolve(&file)?,
-            grants: flags.grants.resolve(&file),
+            front: flags.front.resolve(&file)?,
             storage,
             executors: flags.executors.or(file.executors),
             sandbox: resolve_sandbox(

@@ -11,6 +11,7 @@ use reapi_core::cluster::discovery::MemberList;
 use reapi_executor::SandboxChoice;
 
 use super::file::FileConfig;
+use super::front::{FrontConfig, FrontFlags};
 use super::ops::OpsFlags;
 use super::scheduler::check_replica_count;
 use super::storage::StorageFlags;
@@ -34,6 +35,8 @@ pub struct WorkerFlags {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub ops: OpsFlags,
+    #[command(flatten)]
+    pub front: FrontFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// The cluster's schedulers: `host:port` entries (comma-separated or
@@ -102,6 +105,8 @@ pub enum WorkerCas {
 pub struct WorkerProcessConfig {
     /// The operators' HTTP port; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS and grants on the CAS port; TLS to schedulers and workers.
+    pub front: FrontConfig,
     pub storage: StorageConfig,
     pub schedulers: MemberList,
     pub cas: WorkerCas,
@@ -140,6 +145,7 @@ impl WorkerProcessConfig {
         };
         Ok(WorkerProcessConfig {
             metrics_listen: flags.ops.resolve(&file),
+            front: flags.front.resolve(&file)?,
             storage,
             schedulers,
             cas,

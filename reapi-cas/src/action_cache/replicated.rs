@@ -30,7 +30,7 @@ use reapi_core::proto::remote_execution::{
 };
 use reapi_core::{ActionCache, Digest, Error, Result};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::service::MAX_DECODING_MESSAGE_SIZE;
@@ -112,10 +112,7 @@ impl ReplicatedActionCache {
         if let Some(client) = peers.get(&holder.address) {
             return Ok(client.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{}", holder.address))
-            .map_err(|e| {
-                Error::invalid_argument(format!("scheduler address {}: {e}", holder.address))
-            })?
+        let channel = reapi_core::cluster::transport::endpoint(&holder.address)?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
             .timeout(PEER_TIMEOUT)

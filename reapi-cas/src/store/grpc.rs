@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_prost::ProstCodec;
 
 use crate::service::bytestream::ONE_SHOT_UPLOAD_HEADER;
@@ -60,8 +60,8 @@ impl GrpcStore {
     /// A store reaching the server at `address` (`host:port`); connects
     /// lazily, so the server may start later.
     pub fn new(address: &str) -> Result<Self> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Error::invalid_argument(format!("CAS address {address:?}: {e}")))?
+        let endpoint = reapi_core::cluster::transport::endpoint(address)
+            .map_err(|e| Error::invalid_argument(format!("CAS address: {}", e.message())))?
             .tcp_nodelay(true)
             .connect_timeout(std::time::Duration::from_secs(5))
             .http2_keep_alive_interval(std::time::Duration::from_secs(10))

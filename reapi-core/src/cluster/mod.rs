@@ -9,6 +9,7 @@ pub mod messages;
 pub mod placement;
 pub mod rendezvous;
 pub mod service;
+pub mod transport;
 
 pub use link::{SchedulerConnector, WorkerMessageStream};
 pub use messages::{SchedulerMessage, WorkerMessage};

@@ -22,8 +22,7 @@ pub struct GrpcSchedulerConnector {
 impl GrpcSchedulerConnector {
     pub fn new(address: SocketAddr) -> Result<Self> {
         let target = address.to_string();
-        let endpoint = Endpoint::from_shared(format!("http://{target}"))
-            .map_err(|e| Error::invalid_argument(format!("scheduler address {target}: {e}")))?
+        let endpoint = reapi_core::cluster::transport::endpoint(&target)?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             // A dead peer is noticed even when nothing is being sent.

@@ -20,7 +20,7 @@ use reapi_core::cluster::service::SchedulerPeersClient;
 use reapi_core::Digest;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::status::{MemberState, SchedulerMember};
 
@@ -368,7 +368,7 @@ impl Peers {
         if let Some(channel) = channels.get(address) {
             return Some(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        let endpoint = reapi_core::cluster::transport::endpoint(address)
             .ok()?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
