@@ -114,6 +114,8 @@ pub struct Bazel {
     bazel: PathBuf,
     workspace: PathBuf,
     output_user_root: PathBuf,
+    /// More startup options, the same for every command.
+    startup: Vec<String>,
     dir: TempDir,
 }
 
@@ -143,8 +145,15 @@ impl Bazel {
             bazel,
             workspace,
             output_user_root,
+            startup: Vec::new(),
             dir,
         }
+    }
+
+    /// Adds startup options (before the command), e.g. `--host_jvm_args=…`.
+    pub fn with_startup_options(mut self, options: &[String]) -> Bazel {
+        self.startup.extend_from_slice(options);
+        self
     }
 
     /// The workspace copy Bazel builds.
@@ -182,6 +191,7 @@ impl Bazel {
                 self.output_user_root.display()
             ))
             .arg("--max_idle_secs=60")
+            .args(&self.startup)
             .args(args)
             .current_dir(&self.workspace)
             .stdin(Stdio::null())
@@ -336,4 +346,34 @@ fn make_dirs_writable(root: &Path) {
     }
     #[cfg(not(unix))]
     let _ = root;
+}
+
+/// Startup options that let Debian's Bazel 4.2.3 speak TLS (`grpcs://`).
+/// Its bundled Netty finds no ALPN in the JDK (Java 17) and fails before
+/// connecting ("JDK provider does not support ALPN protocol"); it works
+/// with netty-tcnative's JNI library (Debian's `libnetty-tcnative-jni`,
+/// installed by `scripts/test`), which Netty loads only under the name
+/// `libnetty_tcnative.so` and not through a symlink, so it is copied into
+/// `scratch`.
+pub fn tls_startup_options(scratch: &Path) -> Vec<String> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|arch| arch.path().join("jni/libnetty-tcnative.so"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no /usr/lib/*/jni/libnetty-tcnative.so: install Debian's libnetty-tcnative-jni \
+                 (scripts/test does)"
+            )
+        });
+    let dir = scratch.join("netty-tcnative");
+    std::fs::create_dir_all(&dir).expect("a directory for netty-tcnative");
+    std::fs::copy(&found, dir.join("libnetty_tcnative.so"))
+        .unwrap_or_else(|e| panic!("copying {}: {e}", found.display()));
+    vec![format!(
+        "--host_jvm_args=-Djava.library.path={}",
+        dir.display()
+    )]
 }
