@@ -96,6 +96,9 @@ pub(super) struct LaunchSpec {
     /// `process` and `linux` isolation: a pid namespace (where the host
     /// allows) and resource limits; `none`: neither.
     pub contained: bool,
+    /// With `contained`: a cap on the command's address space (bytes), the
+    /// memory limit of commands that run without a cgroup.
+    pub address_space: Option<u64>,
     /// `linux` isolation: mount, network, IPC and hostname namespaces.
     pub private_view: Option<PrivateView>,
 }
@@ -346,6 +349,7 @@ impl LaunchThread {
             cgroup_procs: cgroup_procs.as_ptr(),
             view,
             limit_resources: spec.contained,
+            address_space: spec.address_space.unwrap_or(0),
             drop_privileges: spec.contained.then_some((
                 self.known_capabilities.as_ptr(),
                 self.known_capabilities.len(),
@@ -497,6 +501,8 @@ struct ChildPlan {
     cgroup_procs: *const *const c_char,
     view: Option<ViewPlan>,
     limit_resources: bool,
+    /// RLIMIT_AS with `limit_resources`; 0: none.
+    address_space: u64,
     /// See [`super::privileges`]: the capabilities the kernel knows.
     drop_privileges: Option<(*const c_ulong, usize)>,
     own_ids_map: Option<(*const c_char, *const c_char)>,
@@ -524,6 +530,7 @@ impl ChildPlan {
             cgroup_procs: std::ptr::null(),
             view: None,
             limit_resources: false,
+            address_space: 0,
             drop_privileges: None,
             own_ids_map: (containment == Containment::UserAndPidNamespace)
                 .then(|| (own_ids_map.0.as_ptr(), own_ids_map.1.as_ptr())),
@@ -676,8 +683,9 @@ unsafe fn bring_up_loopback(request: &libc::ifreq) -> bool {
 }
 
 /// No core dumps (they would land in the input root as outputs nobody
-/// asked for), and a cap on open files.
-unsafe fn limit_resources() -> bool {
+/// asked for), a cap on open files, and on the address space when
+/// `address_space` is not 0.
+unsafe fn limit_resources(address_space: u64) -> bool {
     let no_core = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -688,8 +696,16 @@ unsafe fn limit_resources() -> bool {
     }
     files.rlim_max = files.rlim_max.min(MAX_OPEN_FILES);
     files.rlim_cur = files.rlim_max;
+    let address_space_capped = address_space == 0 || {
+        let cap = libc::rlimit {
+            rlim_cur: address_space,
+            rlim_max: address_space,
+        };
+        libc::setrlimit(libc::RLIMIT_AS, &cap) == 0
+    };
     libc::setrlimit(libc::RLIMIT_CORE, &no_core) == 0
         && libc::setrlimit(libc::RLIMIT_NOFILE, &files) == 0
+        && address_space_capped
 }
 
 /// The child, between clone and exec. Runs in the server's memory on the
@@ -738,7 +754,7 @@ unsafe fn prepare_and_exec(plan: &ChildPlan) -> Option<Stage> {
             }
         }
     }
-    if plan.limit_resources && !limit_resources() {
+    if plan.limit_resources && !limit_resources(plan.address_space) {
         return Some(Stage::ResourceLimits);
     }
     if libc::setpgid(0, 0) != 0 {
@@ -912,6 +928,7 @@ mod tests {
             run_as,
             cgroup_procs: Vec::new(),
             contained: true,
+            address_space: None,
             private_view: None,
         }
     }

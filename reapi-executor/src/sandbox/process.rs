@@ -444,6 +444,13 @@ fn launch_spec(
         run_as,
         cgroup_procs: cgroup.map(ActionCgroup::procs_files).unwrap_or_default(),
         contained: confinement.isolation >= Isolation::Process,
+        // Without a cgroup the memory asked for can only bound the address
+        // space (which also counts mappings and reservations, never less
+        // than what is resident).
+        address_space: (confinement.isolation >= Isolation::Process
+            && cgroup.is_none()
+            && command.resources.memory > 0)
+            .then_some(command.resources.memory),
         private_view: match confinement.isolation {
             Isolation::Linux => {
                 let mut view = PrivateView::new(
