@@ -7,8 +7,10 @@
 //! `Arc<dyn ActionCache>`.
 
 pub mod action_cache;
+pub mod asset;
 pub mod cluster_storage;
 pub mod config;
+pub mod http_client;
 pub mod instance_dir;
 mod lru;
 pub mod metrics;

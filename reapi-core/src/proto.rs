@@ -1,6 +1,7 @@
 //! Protocol types, re-exported from the `bazel-remote-apis` crate so users
 //! depend on `reapi-core` alone.
 
+pub use bazel_remote_apis::build::bazel::remote::asset::v1 as remote_asset;
 pub use bazel_remote_apis::build::bazel::remote::execution::v2 as remote_execution;
 pub use bazel_remote_apis::build::bazel::semver;
 pub use bazel_remote_apis::google::bytestream;

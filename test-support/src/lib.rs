@@ -17,6 +17,7 @@ pub mod cas;
 pub mod clients;
 pub mod digests;
 pub mod executor;
+pub mod http_origin;
 pub mod launch;
 pub mod operations;
 pub mod pki;

@@ -9,6 +9,7 @@ use clap::Parser;
 use reapi_bin::config::scheduler::{SchedulerFlags, SchedulerProcessConfig};
 use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
+use reapi_cas::asset::AssetServices;
 use reapi_cas::cluster_storage::MetadataReplication;
 use reapi_cas::metrics::DiskStoreCollector;
 use reapi_cas::service::listener;
@@ -119,6 +120,14 @@ async fn serve(config: SchedulerProcessConfig) -> Result<(), String> {
     let ops = Ops::start(config.metrics_listen, Some(status_page)).await?;
     let mut routes = RoutesBuilder::default();
     ops.add_grpc_health(&mut routes).await;
+    AssetServices::with_policy(
+        store.clone(),
+        action_cache.clone(),
+        instances.clone(),
+        config.asset_fetch.clone(),
+    )
+    .map_err(|e| format!("remote asset services: {e}"))?
+    .add_to(&mut routes);
     let execution = ExecutionServices {
         scheduler: scheduler.clone(),
         peers: peers.clone(),

@@ -10,6 +10,7 @@ use clap::Parser;
 use reapi_bin::config::server::{ServerConfig, ServerFlags};
 use reapi_bin::ops::Ops;
 use reapi_bin::run::{main_with, shutdown_signal};
+use reapi_cas::asset::AssetServices;
 use reapi_cas::metrics::DiskStoreCollector;
 use reapi_cas::service::listener;
 use reapi_executor::worker::worker_id;
@@ -74,6 +75,14 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         worker = Some(local);
     }
     storage_services.add_to(&mut routes);
+    AssetServices::with_policy(
+        storage.store.clone(),
+        storage.action_cache.clone(),
+        storage.instances.clone(),
+        config.asset_fetch.clone(),
+    )
+    .map_err(|e| format!("remote asset services: {e}"))?
+    .add_to(&mut routes);
 
     // Before anything is announced: unusable TLS or grants files stop the
     // start.

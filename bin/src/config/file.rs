@@ -53,6 +53,8 @@ pub struct FileConfig {
     pub auth_grants: Option<std::path::PathBuf>,
     /// TLS to the cluster's other processes.
     pub cluster_tls: Option<super::cluster_tls::ClusterTlsSection>,
+    /// The Remote Asset services' fetching.
+    pub asset: Option<super::asset::AssetSection>,
 }
 
 /// `[storage.s3]` / `[storage.gcs]`: an external store to write through to.
@@ -64,7 +66,7 @@ pub struct StorageSection {
 }
 
 /// A size in the file: bytes as an integer or a string with a unit.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(untagged)]
 pub enum SizeValue {
     Bytes(u64),
@@ -90,7 +92,7 @@ impl FileConfig {
         Self::size(&self.replica_space, "replica_space")
     }
 
-    fn size(value: &Option<SizeValue>, key: &str) -> Result<Option<u64>, String> {
+    pub fn size(value: &Option<SizeValue>, key: &str) -> Result<Option<u64>, String> {
         match value {
             None => Ok(None),
             Some(SizeValue::Bytes(n)) => Ok(Some(*n)),

@@ -9,6 +9,7 @@
 //! - [`server`], [`scheduler`], [`worker`]: each binary's flags and
 //!   resolved configuration.
 
+pub mod asset;
 pub mod cluster_tls;
 pub mod file;
 pub mod front;

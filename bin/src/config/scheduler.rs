@@ -10,6 +10,7 @@ use reapi_cas::store::cluster::DEFAULT_REPLICA_COUNT;
 use reapi_core::cluster::discovery::MemberList;
 use reapi_scheduler::SchedulerConfig;
 
+use super::asset::AssetFlags;
 use super::file::FileConfig;
 use super::front::{FrontConfig, FrontFlags};
 use super::ops::OpsFlags;
@@ -34,6 +35,8 @@ pub struct SchedulerFlags {
     pub ops: OpsFlags,
     #[command(flatten)]
     pub front: FrontFlags,
+    #[command(flatten)]
+    pub asset: AssetFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// Every scheduler of the cluster, this one included: `host:port`
@@ -66,6 +69,8 @@ pub struct SchedulerProcessConfig {
     pub listen: SocketAddr,
     /// TLS and grants on the port; TLS to peers and workers.
     pub front: FrontConfig,
+    /// FetchBlob's downloads; `None`: it never fetches.
+    pub asset_fetch: Option<reapi_cas::asset::FetchPolicy>,
     pub storage: StorageConfig,
     pub schedulers: Option<MemberList>,
     pub advertise: Option<String>,
@@ -85,6 +90,7 @@ impl SchedulerProcessConfig {
             metrics_listen: flags.ops.resolve(&file),
             listen: resolve_listen(flags.listen, file.listen)?,
             front: flags.front.resolve(&file)?,
+            asset_fetch: flags.asset.resolve(&file, &storage.data_dir)?,
             storage,
             schedulers,
             advertise: flags.advertise.or(file.advertise),

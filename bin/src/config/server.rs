@@ -8,6 +8,7 @@ use clap::Parser;
 use reapi_cas::config::StorageConfig;
 use reapi_executor::SandboxChoice;
 
+use super::asset::AssetFlags;
 use super::file::FileConfig;
 use super::front::{FrontConfig, FrontFlags};
 use super::ops::OpsFlags;
@@ -33,6 +34,8 @@ pub struct ServerFlags {
     pub ops: OpsFlags,
     #[command(flatten)]
     pub front: FrontFlags,
+    #[command(flatten)]
+    pub asset: AssetFlags,
     #[command(flatten)]
     pub storage: StorageFlags,
     /// Local executors (default: one per CPU; 0 serves only the cache).
@@ -62,6 +65,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// TLS and grants on the port.
     pub front: FrontConfig,
+    /// FetchBlob's downloads; `None`: it never fetches.
+    pub asset_fetch: Option<reapi_cas::asset::FetchPolicy>,
     pub storage: StorageConfig,
     /// `None`: one executor per CPU.
     pub executors: Option<usize>,
@@ -81,6 +86,7 @@ impl ServerConfig {
             scheduler,
             listen: resolve_listen(flags.listen, file.listen)?,
             front: flags.front.resolve(&file)?,
+            asset_fetch: flags.asset.resolve(&file, &storage.data_dir)?,
             storage,
             executors: flags.executors.or(file.executors),
             sandbox: resolve_sandbox(

@@ -63,6 +63,14 @@ pub fn need(path: &str) -> Option<Need> {
             _ => return None,
         },
         ("google.longrunning.Operations", _) => Need::Permission(Execute, Nowhere),
+        // Fetching stores only content the URI and checksum name, from
+        // hosts the operator allowed: a read of the asset.
+        ("build.bazel.remote.asset.v1.Fetch", "FetchBlob" | "FetchDirectory") => {
+            Need::Permission(Read, InstanceName)
+        }
+        ("build.bazel.remote.asset.v1.Push", "PushBlob" | "PushDirectory") => {
+            Need::Permission(Write, InstanceName)
+        }
         ("reapi.cluster.v1.WorkerLink", _) | ("reapi.cluster.v1.SchedulerPeers", _) => {
             Need::Permission(Cluster, Nowhere)
         }
@@ -95,6 +103,14 @@ mod tests {
                 Need::Permission(Permission::Cluster, InstanceIn::Nowhere),
             ),
             ("/grpc.health.v1.Health/Check", Need::Nothing),
+            (
+                "/build.bazel.remote.asset.v1.Fetch/FetchBlob",
+                Need::Permission(Permission::Read, InstanceIn::InstanceName),
+            ),
+            (
+                "/build.bazel.remote.asset.v1.Push/PushDirectory",
+                Need::Permission(Permission::Write, InstanceIn::InstanceName),
+            ),
         ] {
             assert_eq!(need(path), Some(expected), "{path}");
         }

@@ -19,7 +19,6 @@ use hyper::body::Incoming;
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use reapi_core::{Error, Result};
 use tonic::Code;
 use tracing::warn;
@@ -119,19 +118,7 @@ impl GcsClient {
     pub(super) async fn new(config: &GcsConfig) -> Result<Self> {
         let endpoint = config.endpoint().to_owned();
         let tls = tls_config(endpoint.starts_with("https://"))?;
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        tcp.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(config.max_concurrency.max(8))
-            .build(connector);
+        let http = crate::http_client::build(tls, CONNECT_TIMEOUT, config.max_concurrency.max(8));
         let auth = if config.no_auth {
             None
         } else {

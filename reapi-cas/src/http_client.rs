@@ -1,0 +1,38 @@
+//! The HTTP client the server's outbound calls share (the GCS store,
+//! Remote Asset fetches): hyper 1 over HTTP/1.1, plain or TLS (rustls on
+//! ring), no Nagle delay, a bounded connect time, idle connections kept.
+
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+
+/// A client speaking http and https (with `tls`), keeping up to
+/// `max_idle_per_host` idle connections per host for a minute.
+pub fn build<B>(
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+    max_idle_per_host: usize,
+) -> HttpsClient<B>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(max_idle_per_host)
+        .build(connector)
+}
