@@ -8,6 +8,7 @@
 
 pub mod action_cache;
 pub mod asset;
+pub mod chunking;
 pub mod cluster_storage;
 pub mod config;
 pub mod http_client;

@@ -48,6 +48,12 @@ impl CapabilitiesService {
                     as i32,
                 supported_compressors: vec![],
                 supported_batch_update_compressors: vec![],
+                split_blob_support: true,
+                splice_blob_support: true,
+                fast_cdc_2020_params: Some(re::FastCdc2020Params {
+                    avg_chunk_size_bytes: u64::from(crate::chunking::AVERAGE_CHUNK),
+                    seed: crate::chunking::SEED,
+                }),
                 ..Default::default()
             }),
             execution_capabilities: self

@@ -17,11 +17,17 @@ use reapi_core::{BlobStore, Digest, DigestFunction, Error, ErrorExt, InstancePol
 use tonic::{Request, Response, Status};
 
 use super::{BATCH_MESSAGE_HEADROOM, MAX_BATCH_TOTAL_SIZE};
+use crate::chunking::{self, Splice};
 
 /// Directories per GetTree page when the client leaves it to us, and the
 /// most we return in one page whatever it asks.
 const DEFAULT_TREE_PAGE: usize = 1000;
 const MAX_TREE_PAGE: usize = 10_000;
+
+/// Chunk digests per SplitBlob or GetChunkMapping message: about 1 MiB.
+const MAX_DIGESTS_PER_MESSAGE: usize = 10_000;
+
+const FAST_CDC_2020: i32 = re::chunking_function::Value::FastCdc2020 as i32;
 
 pub struct CasService {
     store: Arc<dyn BlobStore>,
@@ -204,11 +210,26 @@ impl ContentAddressableStorage for CasService {
 
     async fn split_blob(
         &self,
-        _request: Request<re::SplitBlobRequest>,
+        request: Request<re::SplitBlobRequest>,
     ) -> Result<Response<re::SplitBlobResponse>, Status> {
-        Err(Status::unimplemented(
-            "SplitBlob is not supported (split_blob_support is false)",
-        ))
+        let request = request.into_inner();
+        let chunks = self
+            .split(
+                &request.instance_name,
+                request.digest_function,
+                request.blob_digest.as_ref(),
+            )
+            .await?;
+        if chunks.len() > MAX_DIGESTS_PER_MESSAGE {
+            return Err(Status::resource_exhausted(format!(
+                "the blob has {} chunks, too many for one message: use GetChunkMapping",
+                chunks.len()
+            )));
+        }
+        Ok(Response::new(re::SplitBlobResponse {
+            chunk_digests: chunks.iter().map(Digest::to_proto).collect(),
+            chunking_function: FAST_CDC_2020,
+        }))
     }
 
     type GetChunkMappingStream =
@@ -216,27 +237,87 @@ impl ContentAddressableStorage for CasService {
 
     async fn get_chunk_mapping(
         &self,
-        _request: Request<re::GetChunkMappingRequest>,
+        request: Request<re::GetChunkMappingRequest>,
     ) -> Result<Response<Self::GetChunkMappingStream>, Status> {
-        Err(Status::unimplemented("GetChunkMapping is not supported"))
+        let request = request.into_inner();
+        let chunks = self
+            .split(
+                &request.instance_name,
+                request.digest_function,
+                request.blob_digest.as_ref(),
+            )
+            .await?;
+        let batches: Vec<Result<re::GetChunkMappingResponse, Status>> = chunks
+            .chunks(MAX_DIGESTS_PER_MESSAGE)
+            .enumerate()
+            .map(|(i, batch)| {
+                Ok(re::GetChunkMappingResponse {
+                    chunk_digests: batch.iter().map(Digest::to_proto).collect(),
+                    chunking_function: if i == 0 { FAST_CDC_2020 } else { 0 },
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(batches))))
     }
 
     async fn splice_blob(
         &self,
-        _request: Request<re::SpliceBlobRequest>,
+        request: Request<re::SpliceBlobRequest>,
     ) -> Result<Response<re::SpliceBlobResponse>, Status> {
-        Err(Status::unimplemented(
-            "SpliceBlob is not supported (splice_blob_support is false)",
-        ))
+        let request = request.into_inner();
+        self.check(&request.instance_name, request.digest_function)?;
+        let blob = Digest::from_proto_field(request.blob_digest.as_ref(), "blob_digest")?;
+        let chunks = parse_digests(&request.chunk_digests)?;
+        let instance = request.instance_name.as_str();
+        if let Some(mut splice) = Splice::start(self.store.as_ref(), instance, blob).await?
+        {
+            splice.append(&chunks).await?;
+            splice.finish().await?;
+        }
+        Ok(Response::new(re::SpliceBlobResponse {
+            blob_digest: Some(blob.to_proto()),
+        }))
     }
 
     async fn register_chunk_mapping(
         &self,
-        _request: Request<tonic::Streaming<re::RegisterChunkMappingRequest>>,
+        request: Request<tonic::Streaming<re::RegisterChunkMappingRequest>>,
     ) -> Result<Response<re::RegisterChunkMappingResponse>, Status> {
-        Err(Status::unimplemented(
-            "RegisterChunkMapping is not supported",
-        ))
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("RegisterChunkMapping had no messages"))?;
+        self.check(&first.instance_name, first.digest_function)?;
+        let blob = Digest::from_proto_field(first.blob_digest.as_ref(), "blob_digest")?;
+        let instance = first.instance_name.as_str();
+        let Some(mut splice) = Splice::start(self.store.as_ref(), instance, blob).await?
+        else {
+            return Ok(Response::new(re::RegisterChunkMappingResponse {
+                blob_digest: Some(blob.to_proto()),
+            }));
+        };
+        splice.append(&parse_digests(&first.chunk_digests)?).await?;
+        while let Some(next) = stream.message().await? {
+            splice.append(&parse_digests(&next.chunk_digests)?).await?;
+        }
+        splice.finish().await?;
+        Ok(Response::new(re::RegisterChunkMappingResponse {
+            blob_digest: Some(blob.to_proto()),
+        }))
+    }
+}
+
+impl CasService {
+    async fn split(
+        &self,
+        instance: &str,
+        digest_function: i32,
+        blob: Option<&re::Digest>,
+    ) -> Result<Vec<Digest>> {
+        self.check(instance, digest_function)?;
+        let blob = Digest::from_proto_field(blob, "blob_digest")?;
+        chunking::split(self.store.as_ref(), instance, &blob).await
     }
 }
 

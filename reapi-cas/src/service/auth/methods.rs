@@ -40,10 +40,13 @@ pub fn need(path: &str) -> Option<Need> {
             Need::AnyPermission(InstanceName)
         }
         ("build.bazel.remote.execution.v2.ContentAddressableStorage", method) => match method {
-            "FindMissingBlobs" | "BatchReadBlobs" | "GetTree" => {
+            // Splitting stores chunks of a blob the caller may read.
+            "FindMissingBlobs" | "BatchReadBlobs" | "GetTree" | "SplitBlob" | "GetChunkMapping" => {
                 Need::Permission(Read, InstanceName)
             }
-            "BatchUpdateBlobs" => Need::Permission(Write, InstanceName),
+            "BatchUpdateBlobs" | "SpliceBlob" | "RegisterChunkMapping" => {
+                Need::Permission(Write, InstanceName)
+            }
             _ => return None,
         },
         ("build.bazel.remote.execution.v2.ActionCache", method) => match method {
@@ -119,7 +122,7 @@ mod tests {
     #[test]
     fn unknown_methods_have_none() {
         for path in [
-            "/build.bazel.remote.execution.v2.ContentAddressableStorage/SplitBlob",
+            "/build.bazel.remote.execution.v2.ContentAddressableStorage/Unknown",
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
             "/google.bytestream.ByteStream",
             "",
