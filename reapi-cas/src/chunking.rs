@@ -123,6 +123,7 @@ impl<'a> Splice<'a> {
         instance: &'a str,
         blob: Digest,
     ) -> Result<Option<Splice<'a>>> {
+        crate::service::check_blob_size(store, &blob)?;
         let missing = store
             .find_missing(instance, std::slice::from_ref(&blob))
             .await?;

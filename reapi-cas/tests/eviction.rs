@@ -150,7 +150,8 @@ async fn concurrent_uploads_of_one_blob_count_once() {
     }
 }
 
-/// A blob larger than the whole budget can never be stored.
+/// A blob larger than the whole budget can never be stored: it is over the
+/// advertised `max_cas_blob_size_bytes`, INVALID_ARGUMENT as the REAPI asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_over_the_whole_budget_is_refused() {
     for setup in Setup::ALL {
@@ -166,13 +167,13 @@ async fn a_blob_over_the_whole_budget_is_refused() {
             .responses;
         assert_eq!(
             rpc_code(&responses[0].status),
-            tonic::Code::ResourceExhausted,
+            tonic::Code::InvalidArgument,
             "{setup:?} batch"
         );
         let msgs = write_msgs(&write_name("", &dig(&huge)), &huge, 0, 16 * 1024, true);
         assert_code(
             write(&mut bs, msgs).await,
-            tonic::Code::ResourceExhausted,
+            tonic::Code::InvalidArgument,
             &format!("{setup:?} write"),
         );
         assert!(!is_present(&mut cas, "", &dig(&huge)).await);

@@ -54,6 +54,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Starts a streamed write of `digest`. The blob becomes visible only
     /// when [`BlobWriter::commit`] succeeds.
     async fn begin_write(&self, instance: &str, digest: &Digest) -> Result<Box<dyn BlobWriter>>;
+
+    /// The largest blob this store can ever hold (its whole budget), which
+    /// services advertise as `max_cas_blob_size_bytes` and enforce before a
+    /// client sends any of it; `None`: no limit it knows of.
+    fn max_blob_size(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// An in-progress streamed write. Dropping it without `commit` aborts the

@@ -163,6 +163,7 @@ impl ByteStreamService {
             ));
         }
         let digest = resource.digest;
+        super::check_blob_size(self.store.as_ref(), &digest)?;
         let done = WriteResponse {
             committed_size: digest.size() as i64,
         };

@@ -19,6 +19,8 @@ pub struct ExecutionSupport {
 pub struct CapabilitiesService {
     instances: InstancePolicy,
     execution: Option<ExecutionSupport>,
+    /// `max_cas_blob_size_bytes`; `None`: 0, no limit.
+    max_blob_size: Option<u64>,
 }
 
 impl CapabilitiesService {
@@ -26,7 +28,14 @@ impl CapabilitiesService {
         CapabilitiesService {
             instances,
             execution,
+            max_blob_size: None,
         }
+    }
+
+    /// Advertises `max` as `max_cas_blob_size_bytes`.
+    pub fn with_max_blob_size(mut self, max: Option<u64>) -> Self {
+        self.max_blob_size = max;
+        self
     }
 
     pub fn capabilities(&self) -> re::ServerCapabilities {
@@ -48,6 +57,9 @@ impl CapabilitiesService {
                     as i32,
                 supported_compressors: vec![],
                 supported_batch_update_compressors: vec![],
+                max_cas_blob_size_bytes: self
+                    .max_blob_size
+                    .map_or(0, |max| i64::try_from(max).unwrap_or(i64::MAX)),
                 split_blob_support: true,
                 splice_blob_support: true,
                 fast_cdc_2020_params: Some(re::FastCdc2020Params {

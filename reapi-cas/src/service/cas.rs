@@ -117,6 +117,7 @@ impl ContentAddressableStorage for CasService {
                         blob.compressor
                     )));
                 }
+                super::check_blob_size(self.store.as_ref(), &digest)?;
                 crate::metrics::cas_received(blob.data.len());
                 self.store
                     .put(instance, &digest, Bytes::from(blob.data))
@@ -269,8 +270,7 @@ impl ContentAddressableStorage for CasService {
         let blob = Digest::from_proto_field(request.blob_digest.as_ref(), "blob_digest")?;
         let chunks = parse_digests(&request.chunk_digests)?;
         let instance = request.instance_name.as_str();
-        if let Some(mut splice) = Splice::start(self.store.as_ref(), instance, blob).await?
-        {
+        if let Some(mut splice) = Splice::start(self.store.as_ref(), instance, blob).await? {
             splice.append(&chunks).await?;
             splice.finish().await?;
         }
@@ -291,8 +291,7 @@ impl ContentAddressableStorage for CasService {
         self.check(&first.instance_name, first.digest_function)?;
         let blob = Digest::from_proto_field(first.blob_digest.as_ref(), "blob_digest")?;
         let instance = first.instance_name.as_str();
-        let Some(mut splice) = Splice::start(self.store.as_ref(), instance, blob).await?
-        else {
+        let Some(mut splice) = Splice::start(self.store.as_ref(), instance, blob).await? else {
             return Ok(Response::new(re::RegisterChunkMappingResponse {
                 blob_digest: Some(blob.to_proto()),
             }));

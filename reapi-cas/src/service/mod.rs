@@ -26,6 +26,21 @@ pub use cas::CasService;
 pub use pending_uploads::{MAX_PARKED_PER_INSTANCE, MAX_PARKED_UPLOADS};
 pub use storage::StorageServices;
 
+/// Refuses a blob over the store's `max_cas_blob_size_bytes` with
+/// INVALID_ARGUMENT, as the REAPI asks, before any of it is received.
+pub(crate) fn check_blob_size(
+    store: &dyn reapi_core::BlobStore,
+    digest: &reapi_core::Digest,
+) -> reapi_core::Result<()> {
+    match store.max_blob_size() {
+        Some(max) if digest.size() > max => Err(reapi_core::Error::invalid_argument(format!(
+            "blob {digest} is {} bytes, over this server's max_cas_blob_size_bytes of {max}",
+            digest.size()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `max_batch_total_size_bytes` advertised to clients. Batch reads are held
 /// to it in blob bytes; batch updates in encoded message bytes, plus
 /// [`BATCH_MESSAGE_HEADROOM`].

@@ -47,8 +47,11 @@ impl StorageServices {
             execution,
         } = self;
         routes.add_service(
-            CapabilitiesServer::new(CapabilitiesService::new(instances.clone(), execution))
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            CapabilitiesServer::new(
+                CapabilitiesService::new(instances.clone(), execution)
+                    .with_max_blob_size(store.max_blob_size()),
+            )
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
         );
         routes.add_service(
             ContentAddressableStorageServer::new(CasService::new(store.clone(), instances.clone()))

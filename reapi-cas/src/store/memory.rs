@@ -60,6 +60,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl BlobStore for MemoryStore {
+    fn max_blob_size(&self) -> Option<u64> {
+        Some(self.max_bytes)
+    }
+
     async fn find_missing(&self, instance: &str, digests: &[Digest]) -> Result<Vec<Digest>> {
         let instance: Arc<str> = Arc::from(instance);
         let mut blobs = self.blobs.lock();

@@ -100,6 +100,11 @@ fn is_not_found<T>(result: &Result<T>) -> bool {
 
 #[async_trait]
 impl BlobStore for WriteThroughStore {
+    /// Every blob passes through the local store.
+    fn max_blob_size(&self) -> Option<u64> {
+        self.local.max_blob_size()
+    }
+
     async fn find_missing(&self, instance: &str, digests: &[Digest]) -> Result<Vec<Digest>> {
         let locally_missing = self.local.find_missing(instance, digests).await?;
         if locally_missing.is_empty() {

@@ -315,6 +315,10 @@ where
 
 #[async_trait]
 impl BlobStore for DiskStore {
+    fn max_blob_size(&self) -> Option<u64> {
+        Some(self.inner.max_bytes.min(Key::MAX_SIZE))
+    }
+
     async fn find_missing(&self, instance: &str, digests: &[Digest]) -> Result<Vec<Digest>> {
         let inner = &self.inner;
         let Some(id) = inner.instances.lookup(instance) else {
