@@ -16,14 +16,7 @@ const BUDGET: u64 = 1 << 20;
 #[tokio::test]
 async fn blobs_over_the_store_budget_are_invalid_arguments_everywhere() {
     let server = Server::start_with(Setup::Disk, BUDGET, None).await;
-    let capabilities = server
-        .caps()
-        .get_capabilities(re::GetCapabilitiesRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .cache_capabilities
-        .unwrap();
+    let capabilities = server.cache_capabilities().await;
     assert_eq!(capabilities.max_cas_blob_size_bytes, BUDGET as i64);
 
     let big = data(BUDGET as usize + 1, 4);

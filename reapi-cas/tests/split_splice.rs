@@ -184,14 +184,7 @@ async fn a_chunk_mapping_can_be_registered_over_several_messages() {
 #[tokio::test]
 async fn capabilities_advertise_splitting_and_splicing_with_fast_cdc() {
     let server = Server::start(Setup::Memory).await;
-    let capabilities = server
-        .caps()
-        .get_capabilities(re::GetCapabilitiesRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .cache_capabilities
-        .unwrap();
+    let capabilities = server.cache_capabilities().await;
     assert!(capabilities.split_blob_support && capabilities.splice_blob_support);
     let params = capabilities.fast_cdc_2020_params.unwrap();
     assert_eq!(params.avg_chunk_size_bytes, 512 * 1024);

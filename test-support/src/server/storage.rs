@@ -127,6 +127,21 @@ impl Server {
         clients::caps(&self.channel)
     }
 
+    /// What GetCapabilities says of the CAS (default instance).
+    pub async fn cache_capabilities(
+        &self,
+    ) -> reapi_core::proto::remote_execution::CacheCapabilities {
+        self.caps()
+            .get_capabilities(
+                reapi_core::proto::remote_execution::GetCapabilitiesRequest::default(),
+            )
+            .await
+            .expect("GetCapabilities")
+            .into_inner()
+            .cache_capabilities
+            .expect("cache capabilities")
+    }
+
     /// Shuts the server down and waits for it, so its stores are dropped.
     /// Clients made from it should be dropped first.
     pub async fn stop(self) {
