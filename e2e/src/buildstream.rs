@@ -147,6 +147,17 @@ pub fn write_user_config(path: &Path, dir: &Path, url: &str, auth: Option<Remote
     .unwrap();
 }
 
+/// Adds an artifact cache at `url` to the user configuration at `path`,
+/// pushed to as well as pulled from: BuildStream 2 keeps artifacts with the
+/// Remote Asset API (artifact names -> digests) over the CAS.
+pub fn add_artifact_cache(path: &Path, url: &str) {
+    let mut config = std::fs::read_to_string(path).unwrap();
+    config.push_str(&format!(
+        "\nartifacts:\n  servers:\n  - url: {url}\n    push: true\n"
+    ));
+    std::fs::write(path, config).unwrap();
+}
+
 /// A BuildStream client of one server: the project and a user
 /// configuration in a directory of their own.
 pub struct Client {
