@@ -10,6 +10,7 @@ pub mod action_cache;
 pub mod asset;
 pub mod chunking;
 pub mod cluster_storage;
+pub mod compression;
 pub mod config;
 pub mod http_client;
 pub mod instance_dir;

@@ -53,9 +53,10 @@ async fn advertises_versions_digest_functions_and_limits() {
                 cache.symlink_absolute_path_strategy,
                 re::symlink_absolute_path_strategy::Value::Allowed as i32
             );
-            // No compression is offered, so clients must not send any.
-            assert!(cache.supported_compressors.is_empty());
-            assert!(cache.supported_batch_update_compressors.is_empty());
+            // zstd, and only zstd, both ways.
+            let zstd = vec![re::compressor::Value::Zstd as i32];
+            assert_eq!(cache.supported_compressors, zstd);
+            assert_eq!(cache.supported_batch_update_compressors, zstd);
             assert!(
                 caps.execution_capabilities.is_none(),
                 "no execution service runs: {:?}",

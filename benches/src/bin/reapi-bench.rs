@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use reapi_benches::limits::{limits, LimitsArgs};
 use reapi_benches::options::Common;
 use reapi_benches::report::{print_table, write_json, Output, Report};
-use reapi_benches::scenarios::{ac, batch, cas, dispatch, execute, find_missing};
+use reapi_benches::scenarios::{ac, batch, cas, dispatch, execute, find_missing, zstd};
 use reapi_benches::summary::{summarize, SummarizeArgs};
 
 #[derive(Parser, Debug)]
@@ -42,6 +42,9 @@ enum Command {
     /// Occupies the executors, queues many actions and reads the server's
     /// memory growth (needs --server-pid), then cancels them.
     QueueFill(execute::QueueFillArgs),
+    /// ByteStream write and read of one compressible blob, plain and
+    /// zstd-compressed; prints a Markdown table.
+    CasZstd(zstd::ZstdArgs),
     /// Measures this machine's limits (loopback, SHA-256, spawn, synced
     /// commits).
     Limits(LimitsArgs),
@@ -65,6 +68,12 @@ fn main() -> ExitCode {
         Command::Limits(args) => {
             return match limits(args) {
                 Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::CasZstd(args) => {
+            return match runtime.block_on(zstd::zstd(args)) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }

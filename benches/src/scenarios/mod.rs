@@ -6,3 +6,4 @@ pub mod cas;
 pub mod dispatch;
 pub mod execute;
 pub mod find_missing;
+pub mod zstd;

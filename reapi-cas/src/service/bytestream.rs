@@ -17,6 +17,7 @@ use reapi_core::{BlobStore, BlobWriter, Error, ErrorExt, InstancePolicy, Result}
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::bytestream_zstd;
 use super::pending_uploads::{ActiveUpload, PendingUploads, UploadKey};
 use super::MAX_READ_CHUNK;
 
@@ -156,14 +157,12 @@ impl ByteStreamService {
             .ok_or_else(|| Error::invalid_argument("Write stream had no messages"))?;
         let resource = WriteResource::parse(&first.resource_name)?;
         self.instances.check(&resource.instance_name)?;
-        if resource.compressor.is_some() {
-            return Err(Error::new(
-                tonic::Code::Unimplemented,
-                "compressed uploads are not supported (see supported_compressors)",
-            ));
-        }
         let digest = resource.digest;
         super::check_blob_size(self.store.as_ref(), &digest)?;
+        if let Some(compressor) = resource.compressor {
+            bytestream_zstd::check_compressor(compressor)?;
+            return bytestream_zstd::write(self.store.as_ref(), &resource, first, stream).await;
+        }
         let done = WriteResponse {
             committed_size: digest.size() as i64,
         };
@@ -233,10 +232,15 @@ impl ByteStreamService {
     pub(crate) async fn read_chunks(&self, req: ReadRequest) -> Result<ReadChunks, Status> {
         let resource = ReadResource::parse(&req.resource_name)?;
         self.instances.check(&resource.instance_name)?;
-        if resource.compressor.is_some() {
-            return Err(Status::unimplemented(
-                "compressed reads are not supported (see supported_compressors)",
-            ));
+        if let Some(compressor) = resource.compressor {
+            bytestream_zstd::check_compressor(compressor)?;
+            if req.read_limit != 0 {
+                return Err(Status::invalid_argument(format!(
+                    "read_limit {} on a compressed read: it must be 0 (the compressed size \
+                     is not known in advance)",
+                    req.read_limit
+                )));
+            }
         }
         let offset = u64::try_from(req.read_offset).map_err(|_| {
             Status::out_of_range(format!("read_offset {} is negative", req.read_offset))
@@ -254,11 +258,17 @@ impl ByteStreamService {
             .store
             .read(&resource.instance_name, &resource.digest, offset, limit)
             .await?;
-        let chunks = chunks.inspect(|chunk| {
-            if let Ok(data) = chunk {
-                crate::metrics::cas_sent(data.len());
-            }
-        });
+        let chunks = chunks
+            .inspect(|chunk| {
+                if let Ok(data) = chunk {
+                    crate::metrics::cas_sent(data.len());
+                }
+            })
+            .map(|chunk| chunk.map_err(Status::from));
+        let chunks: ReadChunks = match resource.compressor {
+            Some(_) => Box::pin(bytestream_zstd::compress_stream(chunks)?),
+            None => Box::pin(chunks),
+        };
         Ok(Box::pin(chunks.flat_map(|chunk| {
             let pieces: Vec<Result<Bytes, Status>> = match chunk {
                 Ok(data) if data.len() <= MAX_READ_CHUNK => vec![Ok(data)],
@@ -266,7 +276,7 @@ impl ByteStreamService {
                     .step_by(MAX_READ_CHUNK)
                     .map(|start| Ok(data.slice(start..(start + MAX_READ_CHUNK).min(data.len()))))
                     .collect(),
-                Err(e) => vec![Err(Status::from(e))],
+                Err(status) => vec![Err(status)],
             };
             futures::stream::iter(pieces)
         })))

@@ -55,8 +55,8 @@ impl CapabilitiesService {
                 max_batch_total_size_bytes: MAX_BATCH_TOTAL_SIZE as i64,
                 symlink_absolute_path_strategy: re::symlink_absolute_path_strategy::Value::Allowed
                     as i32,
-                supported_compressors: vec![],
-                supported_batch_update_compressors: vec![],
+                supported_compressors: vec![re::compressor::Value::Zstd as i32],
+                supported_batch_update_compressors: vec![re::compressor::Value::Zstd as i32],
                 max_cas_blob_size_bytes: self
                     .max_blob_size
                     .map_or(0, |max| i64::try_from(max).unwrap_or(i64::MAX)),

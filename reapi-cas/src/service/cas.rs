@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use super::{BATCH_MESSAGE_HEADROOM, MAX_BATCH_TOTAL_SIZE};
 use crate::chunking::{self, Splice};
+use crate::compression;
 
 /// Directories per GetTree page when the client leaves it to us, and the
 /// most we return in one page whatever it asks.
@@ -28,6 +29,8 @@ const MAX_TREE_PAGE: usize = 10_000;
 const MAX_DIGESTS_PER_MESSAGE: usize = 10_000;
 
 const FAST_CDC_2020: i32 = re::chunking_function::Value::FastCdc2020 as i32;
+const IDENTITY: i32 = re::compressor::Value::Identity as i32;
+const ZSTD: i32 = re::compressor::Value::Zstd as i32;
 
 pub struct CasService {
     store: Arc<dyn BlobStore>,
@@ -111,16 +114,27 @@ impl ContentAddressableStorage for CasService {
             let proto_digest = blob.digest.clone().unwrap_or_default();
             let result = async {
                 let digest = Digest::from_proto_field(blob.digest.as_ref(), "digest")?;
-                if blob.compressor != re::compressor::Value::Identity as i32 {
-                    return Err(Error::invalid_argument(format!(
-                        "blob {digest}: compressor {} is not supported",
-                        blob.compressor
-                    )));
-                }
                 super::check_blob_size(self.store.as_ref(), &digest)?;
                 crate::metrics::cas_received(blob.data.len());
+                let data = match blob.compressor {
+                    IDENTITY => Bytes::from(blob.data),
+                    ZSTD => {
+                        let declared = digest.size();
+                        tokio::task::spawn_blocking(move || {
+                            compression::decompress_entry(&blob.data, declared)
+                        })
+                        .await
+                        .map_err(|e| Error::internal(format!("decompression task: {e}")))??
+                    }
+                    other => {
+                        return Err(Error::invalid_argument(format!(
+                            "blob {digest}: compressor {other} is not supported \
+                             (supported_batch_update_compressors: zstd)"
+                        )))
+                    }
+                };
                 self.store
-                    .put(instance, &digest, Bytes::from(blob.data))
+                    .put(instance, &digest, data)
                     .await
                     .with_context(|| format!("storing blob {digest}"))
             }
@@ -150,8 +164,23 @@ impl ContentAddressableStorage for CasService {
             .into());
         }
         let instance = req.instance_name.as_str();
+        let zstd = req.acceptable_compressors.contains(&ZSTD);
         let reads = digests.iter().map(|digest| async move {
+            let mut compressor = IDENTITY;
             let (data, status) = match self.store.get(instance, digest).await {
+                Ok(data) if zstd && !data.is_empty() => {
+                    crate::metrics::cas_sent(data.len());
+                    compressor = ZSTD;
+                    let compressed =
+                        tokio::task::spawn_blocking(move || compression::compress_entry(&data))
+                            .await
+                            .map_err(|e| Error::internal(format!("compression task: {e}")))
+                            .and_then(|r| r);
+                    match compressed {
+                        Ok(compressed) => (compressed.to_vec(), rpc::Status::default()),
+                        Err(e) => (Vec::new(), status_of(Err(e))),
+                    }
+                }
                 Ok(data) => {
                     crate::metrics::cas_sent(data.len());
                     (data.to_vec(), rpc::Status::default())
@@ -161,7 +190,7 @@ impl ContentAddressableStorage for CasService {
             re::batch_read_blobs_response::Response {
                 digest: Some(digest.to_proto()),
                 data,
-                compressor: re::compressor::Value::Identity as i32,
+                compressor,
                 status: Some(status),
             }
         });

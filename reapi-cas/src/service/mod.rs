@@ -6,6 +6,7 @@ pub mod action_cache_router;
 pub mod auth;
 pub mod bytestream;
 pub mod bytestream_routes;
+mod bytestream_zstd;
 pub mod capabilities;
 pub mod cas;
 pub mod inline;
