@@ -11,6 +11,22 @@ use hyper_util::rt::TokioExecutor;
 
 pub type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
 
+/// An error and its causes on one line, each cause once (hyper's errors
+/// say little at the top and repeat themselves further down).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A client speaking http and https (with `tls`), keeping up to
 /// `max_idle_per_host` idle connections per host for a minute.
 pub fn build<B>(

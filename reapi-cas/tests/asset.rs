@@ -31,7 +31,7 @@ struct Server {
 }
 
 /// Storage and asset services over memory; fetching from 127.0.0.1 only
-/// when `fetching`, up to 1 MiB and 2 s.
+/// when `fetching`, up to 1 MiB and 3 s (room for a loaded machine).
 async fn serve(fetching: bool) -> Server {
     let scratch = tempfile::tempdir().unwrap();
     let storage = memory_services(64 << 20, InstancePolicy::Any);
@@ -39,7 +39,7 @@ async fn serve(fetching: bool) -> Server {
         let policy = FetchPolicy {
             allowed_hosts: vec!["127.0.0.1".into()],
             max_size: 1 << 20,
-            timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(3),
             scratch_dir: scratch.path().join("downloads"),
         };
         Arc::new(Fetcher::new(policy, storage.store.clone()).unwrap())

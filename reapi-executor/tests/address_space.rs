@@ -5,25 +5,20 @@
 use std::path::Path;
 use std::time::Duration;
 
-use reapi_core::execution::{Sandbox, SandboxCommand, SandboxOutcome};
+use reapi_core::execution::{Sandbox, SandboxOutcome};
 use reapi_core::platform::Resources;
 use reapi_executor::sandbox::isolation::Isolation;
 use reapi_executor::ProcessSandbox;
+use reapi_test_support::executor::shell_in;
 
 async fn run(dir: &Path, script: &str, memory: u64) -> (SandboxOutcome, String, String) {
     let sandbox = ProcessSandbox::new().with_isolation(Isolation::Process, None);
-    let command = SandboxCommand {
-        arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        environment: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        input_root: dir.to_path_buf(),
-        working_directory: dir.to_path_buf(),
-        stdout_path: dir.join("stdout"),
-        stderr_path: dir.join("stderr"),
-        timeout: Duration::from_secs(60),
-        resources: Resources { cpus: 0, memory },
-        network: false,
-        rootfs: None,
-    };
+    let command = shell_in(
+        dir,
+        script,
+        Resources { cpus: 0, memory },
+        Duration::from_secs(60),
+    );
     let outcome = sandbox.run(command).await.expect("the sandbox failed");
     let stdout = std::fs::read_to_string(dir.join("stdout")).unwrap();
     let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();

@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reapi_core::execution::{Sandbox, SandboxCommand, SandboxOutcome};
+use reapi_core::execution::{Sandbox, SandboxOutcome};
 use reapi_core::platform::Resources;
 use reapi_executor::sandbox::cgroup::ActionCgroups;
 use reapi_executor::ProcessSandbox;
+use reapi_test_support::executor::shell_in;
 
 fn sandbox(dir: &Path, max_processes: u64) -> ProcessSandbox {
     let cgroups = ActionCgroups::for_work_dir(dir, max_processes)
@@ -27,18 +28,7 @@ async fn run(
     resources: Resources,
     timeout: Duration,
 ) -> (SandboxOutcome, String) {
-    let command = SandboxCommand {
-        arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        environment: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        input_root: dir.to_path_buf(),
-        working_directory: dir.to_path_buf(),
-        stdout_path: dir.join("stdout"),
-        stderr_path: dir.join("stderr"),
-        timeout,
-        resources,
-        network: false,
-        rootfs: None,
-    };
+    let command = shell_in(dir, script, resources, timeout);
     let outcome = sandbox.run(command).await.expect("the sandbox failed");
     let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
     (outcome, stderr)

@@ -16,6 +16,29 @@ use reapi_executor::{LocalExecutorConfig, LocalExecutorPool};
 
 use crate::trees::TreeSpec;
 
+/// `/bin/sh -c SCRIPT` run in `dir` (its input root and working
+/// directory), output to `dir/stdout` and `dir/stderr`, for tests that
+/// drive a [`reapi_core::execution::Sandbox`] directly.
+pub fn shell_in(
+    dir: &std::path::Path,
+    script: &str,
+    resources: reapi_core::platform::Resources,
+    timeout: Duration,
+) -> reapi_core::execution::SandboxCommand {
+    reapi_core::execution::SandboxCommand {
+        arguments: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        environment: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        input_root: dir.to_path_buf(),
+        working_directory: dir.to_path_buf(),
+        stdout_path: dir.join("stdout"),
+        stderr_path: dir.join("stderr"),
+        timeout,
+        resources,
+        network: false,
+        rootfs: None,
+    }
+}
+
 /// The instance every harness job runs in and every blob is stored under.
 pub const INSTANCE: &str = "test";
 

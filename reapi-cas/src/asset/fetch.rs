@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tonic::Code;
 
 use super::qualifiers::Checksum;
+use crate::http_client::error_chain;
 
 /// Redirects followed before a fetch gives up.
 const MAX_REDIRECTS: usize = 5;
@@ -293,17 +294,6 @@ fn redirect_target(from: &http::Uri, headers: &http::HeaderMap) -> Result<http::
         return http::Uri::from_parts(parts).map_err(|e| bad(&e));
     }
     location.parse().map_err(|e| bad(&e))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A download's file, removed when the fetch ends however it ends.

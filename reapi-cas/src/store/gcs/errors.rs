@@ -51,21 +51,7 @@ pub(super) fn unavailable(endpoint: &str, cause: &(dyn std::error::Error + 'stat
     ))
 }
 
-/// An error and its sources on one line ("client error (Connect): tcp
-/// connect error: Connection refused").
-pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(super) use crate::http_client::error_chain;
 
 /// `error.message` of a JSON API error body, else the body as text, cut short.
 fn body_message(body: &[u8]) -> String {
