@@ -6,7 +6,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use reapi_core::proto::bytestream::{ReadRequest, WriteRequest};
 use reapi_core::proto::remote_execution as re;
-use reapi_core::{Digest, DigestHasher};
+use reapi_core::{Digest, DigestFunction, DigestHasher};
 use tonic::Code;
 
 use crate::client::Clients;
@@ -161,7 +161,7 @@ pub async fn find_missing(clients: &Clients, digests: &[Digest]) -> Result<Vec<D
     answers
         .into_iter()
         .flatten()
-        .map(|d| Digest::from_proto(&d).map_err(|e| e.to_string()))
+        .map(|d| Digest::from_proto(DigestFunction::Sha256, &d).map_err(|e| e.to_string()))
         .collect()
 }
 

@@ -49,8 +49,9 @@ pub fn content_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// The blobs whose content files are in the disk store under `data_dir`
-/// (a worker's `--data-dir`), as `{instance-dir}/{hash}-{size}`. Empty when
-/// the store was never created.
+/// (a worker's `--data-dir`), as `{instance-dir}/{file name}`: `{hash}-{size}`
+/// for SHA-256, `blake3-{hash}-{size}` for BLAKE3. Empty when the store was
+/// never created.
 pub fn blobs_on_disk(data_dir: &Path) -> BTreeSet<String> {
     let root = content_dir(data_dir);
     let mut blobs = BTreeSet::new();
@@ -70,7 +71,7 @@ pub fn blobs_on_disk(data_dir: &Path) -> BTreeSet<String> {
             }
             for file in read(&shard.path()) {
                 let name = file.file_name().to_string_lossy().into_owned();
-                if is_blob_file_name(&name) && name.starts_with(&shard_name) {
+                if is_blob_file_name(&name, &shard_name) {
                     blobs.insert(format!("{instance_name}/{name}"));
                 }
             }
@@ -84,15 +85,10 @@ fn is_shard_name(name: &str) -> bool {
     name.len() == 2 && name.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// `{64 hex}-{decimal size}`.
-fn is_blob_file_name(name: &str) -> bool {
-    let Some((hash, size)) = name.split_once('-') else {
-        return false;
-    };
-    hash.len() == 64
-        && hash.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-        && !size.is_empty()
-        && size.bytes().all(|c| c.is_ascii_digit())
+/// A content file's name, in the shard directory its hash belongs in.
+fn is_blob_file_name(name: &str, shard: &str) -> bool {
+    reapi_core::Digest::parse_storage_name(name)
+        .is_some_and(|digest| digest.hash_hex().starts_with(shard))
 }
 
 /// The blobs on each worker's disk, in the cluster's order (running or

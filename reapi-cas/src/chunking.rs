@@ -83,17 +83,23 @@ pub async fn split(store: &dyn BlobStore, instance: &str, digest: &Digest) -> Re
     let mut digests = Vec::new();
     while let Some(data) = stream.next().await {
         for chunk in chunker.push(&data?) {
-            digests.push(store_chunk(store, instance, chunk).await?);
+            digests.push(store_chunk(store, instance, digest, chunk).await?);
         }
     }
     for chunk in chunker.finish() {
-        digests.push(store_chunk(store, instance, chunk).await?);
+        digests.push(store_chunk(store, instance, digest, chunk).await?);
     }
     Ok(digests)
 }
 
-async fn store_chunk(store: &dyn BlobStore, instance: &str, chunk: Bytes) -> Result<Digest> {
-    let digest = Digest::of_bytes(&chunk);
+/// Stores one chunk of `blob`, named with the blob's digest function.
+async fn store_chunk(
+    store: &dyn BlobStore,
+    instance: &str,
+    blob: &Digest,
+    chunk: Bytes,
+) -> Result<Digest> {
+    let digest = blob.sibling_of(&chunk);
     let missing = store
         .find_missing(instance, std::slice::from_ref(&digest))
         .await?;

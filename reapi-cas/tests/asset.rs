@@ -19,7 +19,7 @@ use reapi_core::proto::remote_execution as re;
 use reapi_core::InstancePolicy;
 use reapi_test_support::cas::{find_missing, upload, upload_msg};
 use reapi_test_support::clients::{cas, connect};
-use reapi_test_support::digests::dig;
+use reapi_test_support::digests::{blake3, dig, dig_blake3, sha256};
 use reapi_test_support::http_origin::{Origin, Route};
 use reapi_test_support::server::storage::memory_services;
 use tonic::transport::Channel;
@@ -121,6 +121,44 @@ async fn fetched_blobs_are_checked_stored_and_remembered() {
     let canonical = vec![sri, qualifier(CANONICAL_ID, "v2")];
     let other = fetch(&server.channel, fetch_request(&uris, canonical)).await;
     assert_eq!(code_of(&other), Code::Ok, "{other:?}");
+    assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test]
+async fn blake3_fetches_are_hashed_stored_and_remembered_as_blake3() {
+    let body = b"an archive fetched for a BLAKE3 client".to_vec();
+    let origin = Origin::start(&[("/b.tar", Route::Body(body.clone()))]);
+    let server = serve(true).await;
+    let uris = vec![origin.url("/b.tar")];
+    let sri = qualifier(CHECKSUM_SRI, &sha256_sri(&body));
+    let blake3_fetch = ra::FetchBlobRequest {
+        digest_function: blake3(),
+        ..fetch_request(&uris, vec![sri.clone()])
+    };
+
+    let fetched = fetch(&server.channel, blake3_fetch.clone()).await;
+    assert_eq!(code_of(&fetched), Code::Ok, "{fetched:?}");
+    assert_eq!(fetched.blob_digest, Some(dig_blake3(&body)));
+    assert_eq!(fetched.digest_function, blake3());
+    let missing = cas(&server.channel)
+        .find_missing_blobs(re::FindMissingBlobsRequest {
+            blob_digests: vec![dig_blake3(&body)],
+            digest_function: blake3(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .missing_blob_digests;
+    assert!(missing.is_empty(), "stored as a BLAKE3 blob");
+    let again = fetch(&server.channel, blake3_fetch).await;
+    assert_eq!(again.blob_digest, Some(dig_blake3(&body)));
+    assert_eq!(origin.hits(), 1, "remembered");
+
+    // A SHA-256 client's fetch of the same URI is its own asset.
+    let sha = fetch(&server.channel, fetch_request(&uris, vec![sri])).await;
+    assert_eq!(sha.blob_digest, Some(dig(&body)));
+    assert_eq!(sha.digest_function, sha256());
     assert_eq!(origin.hits(), 2);
 }
 

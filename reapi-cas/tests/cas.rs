@@ -117,7 +117,7 @@ async fn find_missing_rejects_malformed_digests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn digest_function_must_be_sha256_or_unset() {
+async fn digest_function_must_be_sha256_blake3_or_unset() {
     for setup in Setup::ALL {
         let server = Server::start(setup).await;
         let mut cas = server.cas();
@@ -135,7 +135,7 @@ async fn digest_function_must_be_sha256_or_unset() {
         let unsupported = [
             md5(),
             re::digest_function::Value::Sha1 as i32,
-            re::digest_function::Value::Blake3 as i32,
+            re::digest_function::Value::Sha256tree as i32,
             999,
         ];
         for bad in unsupported {

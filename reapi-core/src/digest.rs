@@ -1,8 +1,10 @@
 //! Content digests: the hash and size that address every blob.
 //!
 //! A [`Digest`] is validated once, where it enters from the wire, and is a
-//! small `Copy` value afterwards (32 hash bytes and a size), so indexes keyed
-//! by it stay compact.
+//! small `Copy` value afterwards (32 hash bytes, a size and the function that
+//! made the hash), so indexes keyed by it stay compact. The function is part
+//! of a digest's identity: a BLAKE3 blob and a SHA-256 blob never compare
+//! equal, so no store, cache or index can hand one out for the other.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,15 +14,19 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::proto::remote_execution as re;
 
-/// Hash functions a client may name. Only SHA-256 is served today; the enum
-/// keeps room for more without changing every signature.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// Hash functions a client may name: SHA-256 (the default, and what clients
+/// before REAPI 2.5 use) and BLAKE3.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DigestFunction {
     #[default]
     Sha256,
+    Blake3,
 }
 
 impl DigestFunction {
+    /// Every function served, in the order Capabilities lists them.
+    pub const ALL: [DigestFunction; 2] = [DigestFunction::Sha256, DigestFunction::Blake3];
+
     /// Maps the protocol enum value; `UNKNOWN` (0) means "the server's
     /// default", which clients before REAPI 2.5 always send.
     pub fn from_proto(value: i32) -> Result<Self> {
@@ -28,8 +34,9 @@ impl DigestFunction {
             Ok(re::digest_function::Value::Unknown) | Ok(re::digest_function::Value::Sha256) => {
                 Ok(DigestFunction::Sha256)
             }
+            Ok(re::digest_function::Value::Blake3) => Ok(DigestFunction::Blake3),
             Ok(other) => Err(Error::invalid_argument(format!(
-                "digest function {} is not supported; use SHA256",
+                "digest function {} is not supported; use SHA256 or BLAKE3",
                 other.as_str_name()
             ))),
             Err(_) => Err(Error::invalid_argument(format!(
@@ -42,21 +49,65 @@ impl DigestFunction {
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "sha256" => Some(DigestFunction::Sha256),
+            "blake3" => Some(DigestFunction::Blake3),
             _ => None,
+        }
+    }
+
+    /// The lowercase name used in resource names and storage keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestFunction::Sha256 => "sha256",
+            DigestFunction::Blake3 => "blake3",
         }
     }
 
     pub fn to_proto(self) -> re::digest_function::Value {
         match self {
             DigestFunction::Sha256 => re::digest_function::Value::Sha256,
+            DigestFunction::Blake3 => re::digest_function::Value::Blake3,
         }
+    }
+
+    /// The protocol value to put in a request's `digest_function` field.
+    pub fn proto_value(self) -> i32 {
+        self.to_proto() as i32
     }
 
     /// Length of the hash in hex characters.
     pub fn hex_len(self) -> usize {
+        HASH_LEN * 2
+    }
+
+    /// The digest of the empty blob, which is always present.
+    pub fn empty_digest(self) -> Digest {
         match self {
-            DigestFunction::Sha256 => 64,
+            DigestFunction::Sha256 => Digest::EMPTY,
+            DigestFunction::Blake3 => Digest::EMPTY_BLAKE3,
         }
+    }
+
+    /// A hasher for a blob streamed in pieces.
+    pub fn hasher(self) -> DigestHasher {
+        DigestHasher::for_function(self)
+    }
+
+    /// The digest of a buffer held in memory.
+    pub fn digest_of(self, data: &[u8]) -> Digest {
+        let mut hasher = self.hasher();
+        hasher.update(data);
+        hasher.finish()
+    }
+
+    /// The digest of a message as it is encoded on the wire.
+    pub fn digest_of_message<M: prost::Message>(self, message: &M) -> Digest {
+        self.digest_of(&message.encode_to_vec())
+    }
+}
+
+impl fmt::Display for DigestFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -68,10 +119,11 @@ pub const HASH_LEN: usize = 32;
 pub struct Digest {
     hash: [u8; HASH_LEN],
     size: u64,
+    function: DigestFunction,
 }
 
 impl Digest {
-    /// The digest of the empty blob, which is always present.
+    /// The SHA-256 digest of the empty blob, which is always present.
     pub const EMPTY: Digest = Digest {
         hash: [
             0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f,
@@ -79,19 +131,35 @@ impl Digest {
             0x78, 0x52, 0xb8, 0x55,
         ],
         size: 0,
+        function: DigestFunction::Sha256,
     };
 
-    pub const fn new(hash: [u8; HASH_LEN], size: u64) -> Self {
-        Digest { hash, size }
+    /// The BLAKE3 digest of the empty blob.
+    pub const EMPTY_BLAKE3: Digest = Digest {
+        hash: [
+            0xaf, 0x13, 0x49, 0xb9, 0xf5, 0xf9, 0xa1, 0xa6, 0xa0, 0x40, 0x4d, 0xea, 0x36, 0xdc,
+            0xc9, 0x49, 0x9b, 0xcb, 0x25, 0xc9, 0xad, 0xc1, 0x12, 0xb7, 0xcc, 0x9a, 0x93, 0xca,
+            0xe4, 0x1f, 0x32, 0x62,
+        ],
+        size: 0,
+        function: DigestFunction::Blake3,
+    };
+
+    pub const fn new(function: DigestFunction, hash: [u8; HASH_LEN], size: u64) -> Self {
+        Digest {
+            hash,
+            size,
+            function,
+        }
     }
 
     /// Parses a lowercase hex hash of the right length and a size.
-    pub fn from_hex(hash: &str, size: u64) -> Result<Self> {
-        if hash.len() != HASH_LEN * 2 {
+    pub fn from_hex(function: DigestFunction, hash: &str, size: u64) -> Result<Self> {
+        if hash.len() != function.hex_len() {
             return Err(Error::invalid_argument(format!(
                 "digest hash {hash:?} has {} characters, expected {}",
                 hash.len(),
-                HASH_LEN * 2
+                function.hex_len()
             )));
         }
         // One pass that validates and decodes: FindMissingBlobs parses
@@ -115,28 +183,34 @@ impl Digest {
                 "digest hash {hash:?} is not lowercase hexadecimal"
             )));
         }
-        Ok(Digest { hash: bytes, size })
+        Ok(Digest::new(function, bytes, size))
     }
 
-    /// Validates a protocol digest.
-    pub fn from_proto(digest: &re::Digest) -> Result<Self> {
+    /// Validates a protocol digest made with `function`.
+    pub fn from_proto(function: DigestFunction, digest: &re::Digest) -> Result<Self> {
         let size = u64::try_from(digest.size_bytes).map_err(|_| {
             Error::invalid_argument(format!(
                 "digest {}/{} has a negative size",
                 digest.hash, digest.size_bytes
             ))
         })?;
-        Digest::from_hex(&digest.hash, size)
+        Digest::from_hex(function, &digest.hash, size)
     }
 
     /// Validates an optional protocol digest field, naming it when absent.
-    pub fn from_proto_field(digest: Option<&re::Digest>, field: &str) -> Result<Self> {
+    pub fn from_proto_field(
+        function: DigestFunction,
+        digest: Option<&re::Digest>,
+        field: &str,
+    ) -> Result<Self> {
         match digest {
-            Some(d) => Digest::from_proto(d),
+            Some(d) => Digest::from_proto(function, d),
             None => Err(Error::invalid_argument(format!("{field} is missing"))),
         }
     }
 
+    /// The protocol form. The function is not in it: it travels in the
+    /// request's `digest_function` (or the resource name) beside it.
     pub fn to_proto(&self) -> re::Digest {
         re::Digest {
             hash: self.hash_hex(),
@@ -146,18 +220,35 @@ impl Digest {
 
     /// SHA-256 of a buffer held in memory.
     pub fn of_bytes(data: &[u8]) -> Self {
-        let mut hasher = DigestHasher::new();
-        hasher.update(data);
-        hasher.finish()
+        DigestFunction::Sha256.digest_of(data)
     }
 
-    /// Digest of a message as it is encoded on the wire.
+    /// SHA-256 of a message as it is encoded on the wire.
     pub fn of_message<M: prost::Message>(message: &M) -> Self {
         Digest::of_bytes(&message.encode_to_vec())
     }
 
+    /// A digest of `data` made with this digest's function: how the digests
+    /// of a message's parts are made (a Directory's children, an action's
+    /// outputs) so they share the function of the message's own digest.
+    pub fn sibling_of(&self, data: &[u8]) -> Digest {
+        self.function.digest_of(data)
+    }
+
+    /// Checks that `data` is the blob this digest names (INVALID_ARGUMENT
+    /// saying how it differs otherwise).
+    pub fn verify_content(&self, data: &[u8]) -> Result<()> {
+        let mut hasher = self.function.hasher();
+        hasher.update(data);
+        hasher.verify(self)
+    }
+
     pub fn hash(&self) -> &[u8; HASH_LEN] {
         &self.hash
+    }
+
+    pub fn function(&self) -> DigestFunction {
+        self.function
     }
 
     pub fn hash_hex(&self) -> String {
@@ -173,18 +264,51 @@ impl Digest {
             .to_owned()
     }
 
+    /// A name for the blob in a storage key or file name: `{hash}-{size}`
+    /// for SHA-256 (the layout before BLAKE3, kept so existing stores stay
+    /// readable) and `{function}-{hash}-{size}` for any other function.
+    pub fn storage_name(&self) -> String {
+        match self.function {
+            DigestFunction::Sha256 => format!("{}-{}", self.hash_hex(), self.size),
+            other => format!("{other}-{}-{}", self.hash_hex(), self.size),
+        }
+    }
+
+    /// Reverses [`Digest::storage_name`]; `None` for a name it cannot have
+    /// produced (so each digest has exactly one name).
+    pub fn parse_storage_name(name: &str) -> Option<Digest> {
+        let (function, rest) = match name.split_once('-') {
+            Some((prefix, rest)) if prefix.len() != HASH_LEN * 2 => {
+                match DigestFunction::from_name(prefix)? {
+                    DigestFunction::Sha256 => return None,
+                    other => (other, rest),
+                }
+            }
+            _ => (DigestFunction::Sha256, name),
+        };
+        let (hash, size) = rest.split_once('-')?;
+        if size.len() > 1 && size.starts_with('0') {
+            return None;
+        }
+        let size = parse_size(size).ok()?;
+        Digest::from_hex(function, hash, size).ok()
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
 
     pub fn is_empty_blob(&self) -> bool {
-        *self == Digest::EMPTY
+        *self == self.function.empty_digest()
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.hash_hex(), self.size)
+        match self.function {
+            DigestFunction::Sha256 => write!(f, "{}/{}", self.hash_hex(), self.size),
+            other => write!(f, "{other}/{}/{}", self.hash_hex(), self.size),
+        }
     }
 }
 
@@ -197,13 +321,22 @@ impl fmt::Debug for Digest {
 impl FromStr for Digest {
     type Err = Error;
 
-    /// Parses the `hash/size` form.
+    /// Parses the form [`Display`](fmt::Display) prints: `hash/size` for
+    /// SHA-256, `function/hash/size` for any other function.
     fn from_str(s: &str) -> Result<Self> {
-        let (hash, size) = s
-            .split_once('/')
-            .ok_or_else(|| Error::invalid_argument(format!("digest {s:?} is not hash/size")))?;
+        let not_a_digest = || Error::invalid_argument(format!("digest {s:?} is not hash/size"));
+        let (function, rest) = match s.split_once('/') {
+            Some((name, rest)) if rest.contains('/') => (
+                DigestFunction::from_name(name)
+                    .filter(|f| *f != DigestFunction::Sha256)
+                    .ok_or_else(not_a_digest)?,
+                rest,
+            ),
+            _ => (DigestFunction::Sha256, s),
+        };
+        let (hash, size) = rest.split_once('/').ok_or_else(not_a_digest)?;
         let size = parse_size(size)?;
-        Digest::from_hex(hash, size)
+        Digest::from_hex(function, hash, size)
     }
 }
 
@@ -275,20 +408,56 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(size)
 }
 
-/// Incremental SHA-256 that also counts bytes, for verifying a streamed blob.
-#[derive(Clone, Default)]
+/// Incremental hashing with a digest function that also counts bytes, for
+/// verifying a streamed blob or hashing a file.
+#[derive(Clone)]
 pub struct DigestHasher {
-    hasher: Sha256,
+    state: HasherState,
     size: u64,
 }
 
+#[derive(Clone)]
+enum HasherState {
+    Sha256(Sha256),
+    // Boxed: BLAKE3's chunk stack is about 1.9 KB, and hashers are moved
+    // into and out of tasks.
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Default for DigestHasher {
+    fn default() -> Self {
+        DigestHasher::for_function(DigestFunction::Sha256)
+    }
+}
+
 impl DigestHasher {
+    /// A SHA-256 hasher.
     pub fn new() -> Self {
         Self::default()
     }
 
+    pub fn for_function(function: DigestFunction) -> Self {
+        let state = match function {
+            DigestFunction::Sha256 => HasherState::Sha256(Sha256::new()),
+            DigestFunction::Blake3 => HasherState::Blake3(Box::new(blake3::Hasher::new())),
+        };
+        DigestHasher { state, size: 0 }
+    }
+
+    pub fn function(&self) -> DigestFunction {
+        match self.state {
+            HasherState::Sha256(_) => DigestFunction::Sha256,
+            HasherState::Blake3(_) => DigestFunction::Blake3,
+        }
+    }
+
     pub fn update(&mut self, data: &[u8]) {
-        self.hasher.update(data);
+        match &mut self.state {
+            HasherState::Sha256(hasher) => hasher.update(data),
+            HasherState::Blake3(hasher) => {
+                hasher.update(data);
+            }
+        }
         self.size += data.len() as u64;
     }
 
@@ -297,14 +466,26 @@ impl DigestHasher {
     }
 
     pub fn finish(self) -> Digest {
-        Digest {
-            hash: self.hasher.finalize().into(),
-            size: self.size,
+        match self.state {
+            HasherState::Sha256(hasher) => {
+                Digest::new(DigestFunction::Sha256, hasher.finalize().into(), self.size)
+            }
+            HasherState::Blake3(hasher) => Digest::new(
+                DigestFunction::Blake3,
+                *hasher.finalize().as_bytes(),
+                self.size,
+            ),
         }
     }
 
     /// Finishes and checks the result against the digest the client claimed.
     pub fn verify(self, expected: &Digest) -> Result<()> {
+        if self.function() != expected.function() {
+            return Err(Error::internal(format!(
+                "blob {expected} was hashed with {}",
+                self.function()
+            )));
+        }
         if self.size != expected.size() {
             return Err(Error::invalid_argument(format!(
                 "blob {expected}: received {} bytes, the digest says {}",
@@ -334,10 +515,12 @@ mod tests {
     fn hex_round_trips_every_byte_value() {
         for seed in 0u8..=255 {
             let hash: [u8; HASH_LEN] = std::array::from_fn(|i| seed.wrapping_add(i as u8 * 8));
-            let digest = Digest { hash, size: 7 };
-            let hex = digest.hash_hex();
-            assert_eq!(hex, hex::encode(hash));
-            assert_eq!(Digest::from_hex(&hex, 7).unwrap(), digest);
+            for function in DigestFunction::ALL {
+                let digest = Digest::new(function, hash, 7);
+                let hex = digest.hash_hex();
+                assert_eq!(hex, hex::encode(hash));
+                assert_eq!(Digest::from_hex(function, &hex, 7).unwrap(), digest);
+            }
         }
         assert_eq!(Digest::of_bytes(b"hello").hash_hex(), HELLO);
     }
@@ -354,7 +537,10 @@ mod tests {
                 // A byte above 0x7f alone is not UTF-8, so not a &str; the
                 // multibyte case is in `rejects_bad_hashes_and_sizes`.
                 if let Ok(text) = std::str::from_utf8(&hash) {
-                    assert!(Digest::from_hex(text, 5).is_err(), "{byte:#x} at {at}");
+                    assert!(
+                        Digest::from_hex(DigestFunction::Sha256, text, 5).is_err(),
+                        "{byte:#x} at {at}"
+                    );
                 }
             }
         }
@@ -395,7 +581,10 @@ mod tests {
     #[test]
     fn proto_round_trip() {
         let d = Digest::of_bytes(b"hello");
-        assert_eq!(Digest::from_proto(&d.to_proto()).unwrap(), d);
+        assert_eq!(
+            Digest::from_proto(DigestFunction::Sha256, &d.to_proto()).unwrap(),
+            d
+        );
     }
 
     #[test]
@@ -421,7 +610,9 @@ mod tests {
             size_bytes: -1,
         };
         assert_eq!(
-            Digest::from_proto(&negative).unwrap_err().code(),
+            Digest::from_proto(DigestFunction::Sha256, &negative)
+                .unwrap_err()
+                .code(),
             Code::InvalidArgument
         );
     }
@@ -460,11 +651,74 @@ mod tests {
             DigestFunction::Sha256
         );
         assert_eq!(
+            DigestFunction::from_proto(re::digest_function::Value::Blake3 as i32).unwrap(),
+            DigestFunction::Blake3
+        );
+        assert_eq!(
             DigestFunction::from_proto(re::digest_function::Value::Md5 as i32)
                 .unwrap_err()
                 .code(),
             Code::InvalidArgument
         );
         assert!(DigestFunction::from_proto(999).is_err());
+    }
+
+    #[test]
+    fn blake3_digests_are_their_own_and_never_equal_sha256_ones() {
+        assert_eq!(DigestFunction::Blake3.digest_of(b""), Digest::EMPTY_BLAKE3);
+        assert!(Digest::EMPTY_BLAKE3.is_empty_blob());
+        let sha = Digest::of_bytes(b"hello");
+        let blake = DigestFunction::Blake3.digest_of(b"hello");
+        assert_eq!(blake.function(), DigestFunction::Blake3);
+        assert_eq!(blake.size(), 5);
+        assert_ne!(blake.hash(), sha.hash());
+        // Same hash bytes under another function are another blob.
+        assert_ne!(
+            Digest::new(DigestFunction::Blake3, *sha.hash(), 5),
+            sha,
+            "the function is part of a digest's identity"
+        );
+        let mut pieces = DigestFunction::Blake3.hasher();
+        pieces.update(b"hel");
+        pieces.update(b"lo");
+        pieces.clone().verify(&blake).unwrap();
+        assert_eq!(
+            pieces.verify(&sha).unwrap_err().code(),
+            Code::Internal,
+            "a hasher of the wrong function is a bug, not bad input"
+        );
+        assert_eq!(sha.sibling_of(b"x"), Digest::of_bytes(b"x"));
+        assert_eq!(
+            blake.sibling_of(b"x"),
+            DigestFunction::Blake3.digest_of(b"x")
+        );
+    }
+
+    #[test]
+    fn storage_names_keep_the_sha256_layout_and_name_other_functions() {
+        let sha = Digest::of_bytes(b"hello");
+        assert_eq!(sha.storage_name(), format!("{HELLO}-5"));
+        let blake = DigestFunction::Blake3.digest_of(b"hello");
+        assert_eq!(
+            blake.storage_name(),
+            format!("blake3-{}-5", blake.hash_hex())
+        );
+        for d in [sha, blake, Digest::EMPTY, Digest::EMPTY_BLAKE3] {
+            assert_eq!(Digest::parse_storage_name(&d.storage_name()), Some(d));
+            assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        }
+        for bad in [
+            format!("sha256-{HELLO}-5"),
+            format!("md5-{HELLO}-5"),
+            format!("{HELLO}-05"),
+            format!("{HELLO}--5"),
+            format!("{HELLO}5"),
+            format!("blake3-{HELLO}"),
+            format!("blake3-{}-5", &HELLO[..62]),
+        ] {
+            assert_eq!(Digest::parse_storage_name(&bad), None, "{bad}");
+        }
+        assert!(format!("sha256/{HELLO}/5").parse::<Digest>().is_err());
+        assert!(format!("md5/{HELLO}/5").parse::<Digest>().is_err());
     }
 }

@@ -39,7 +39,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestFunction};
 use crate::error::{Error, ErrorExt, Result};
 use crate::proto::remote_execution::Directory;
 
@@ -58,18 +58,28 @@ pub fn validate_directory(
             problem.describe("the input root")
         ))
     })?;
-    check_directory(dir, &components.join("/"), allow_absolute_symlinks).map(drop)
+    // Which digests are well formed does not depend on the function (every
+    // function's hash is 32 bytes), and the children are not followed here.
+    check_directory(
+        DigestFunction::default(),
+        dir,
+        &components.join("/"),
+        allow_absolute_symlinks,
+    )
+    .map(drop)
 }
 
 /// Checks a whole input tree: `root`, then every directory below it, fetched
 /// by digest through `lookup` (which may return the message owned or
 /// borrowed, and whose errors are passed on with the directory's path added).
-/// `lookup` is trusted to return the directory the digest names.
+/// `lookup` is trusted to return the directory the digest names. The
+/// children's digests are made with `function`, the root digest's.
 ///
 /// A directory shared by several paths is checked once, at its shallowest
 /// path: its symlinks only get safer deeper down, and checking every path
 /// would take exponential time on a tree built to share subtrees.
 pub fn validate_tree<D, F>(
+    function: DigestFunction,
     root: &Directory,
     mut lookup: F,
     allow_absolute_symlinks: bool,
@@ -85,7 +95,7 @@ where
                 pending.push_back((digest, join(dir_path, name)));
             }
         };
-    let children = check_directory(root, "", allow_absolute_symlinks)?;
+    let children = check_directory(function, root, "", allow_absolute_symlinks)?;
     push_children(&mut pending, "", children);
 
     // Breadth first, so the first visit of a digest is at its smallest depth.
@@ -100,7 +110,7 @@ where
         checked_at.insert(digest, depth);
         let fetched = lookup(&digest).with_context(|| format!("directory {path:?} ({digest})"))?;
         let dir: &Directory = fetched.borrow();
-        let children = check_directory(dir, &path, allow_absolute_symlinks)?;
+        let children = check_directory(function, dir, &path, allow_absolute_symlinks)?;
         push_children(&mut pending, &path, children);
     }
     Ok(())
@@ -183,6 +193,7 @@ impl fmt::Display for Kind {
 /// Checks one directory whose path (already normal) is `dir_path`, and
 /// returns its subdirectories' digests and names for a tree walk.
 fn check_directory<'a>(
+    function: DigestFunction,
     dir: &'a Directory,
     dir_path: &str,
     allow_absolute_symlinks: bool,
@@ -229,12 +240,12 @@ fn check_directory<'a>(
     }
 
     for file in &dir.files {
-        Digest::from_proto_field(file.digest.as_ref(), "digest")
+        Digest::from_proto_field(function, file.digest.as_ref(), "digest")
             .with_context(|| format!("file {:?}", join(dir_path, &file.name)))?;
     }
     let mut children = Vec::with_capacity(dir.directories.len());
     for child in &dir.directories {
-        let digest = Digest::from_proto_field(child.digest.as_ref(), "digest")
+        let digest = Digest::from_proto_field(function, child.digest.as_ref(), "digest")
             .with_context(|| format!("directory {:?}", join(dir_path, &child.name)))?;
         children.push((digest, child.name.as_str()));
     }
@@ -661,7 +672,7 @@ mod tests {
                 .ok_or_else(|| Error::not_found(format!("directory {digest} is missing")))
         };
         // "mid/deep/../../outside" is "outside": inside the root.
-        validate_tree(&root, lookup, false).unwrap();
+        validate_tree(DigestFunction::Sha256, &root, lookup, false).unwrap();
 
         // The same directory one level up escapes, and is named by its path.
         let shallow = Directory {
@@ -669,7 +680,7 @@ mod tests {
             ..Default::default()
         };
         assert_invalid(
-            validate_tree(&shallow, lookup, false),
+            validate_tree(DigestFunction::Sha256, &shallow, lookup, false),
             &[
                 "symlink \"top/link\" -> \"../../outside\"",
                 "outside the input root",
@@ -687,6 +698,7 @@ mod tests {
         let bad_digest = Digest::of_message(&bad);
         assert_invalid(
             validate_tree(
+                DigestFunction::Sha256,
                 &root,
                 |d: &Digest| {
                     assert_eq!(*d, bad_digest);
@@ -698,6 +710,7 @@ mod tests {
         );
 
         let err = validate_tree(
+            DigestFunction::Sha256,
             &root,
             |d: &Digest| Err::<Directory, _>(Error::not_found(format!("{d} is missing"))),
             false,
@@ -721,6 +734,7 @@ mod tests {
         };
         let mut calls = 0;
         validate_tree(
+            DigestFunction::Sha256,
             &looping,
             |_: &Digest| {
                 calls += 1;
@@ -750,6 +764,7 @@ mod tests {
             .collect();
         let mut fetched = 0;
         validate_tree(
+            DigestFunction::Sha256,
             &root,
             |d: &Digest| {
                 fetched += 1;

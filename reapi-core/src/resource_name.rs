@@ -63,7 +63,7 @@ impl fmt::Display for Compressor {
 pub struct ReadResource {
     pub instance_name: String,
     pub compressor: Option<Compressor>,
-    pub digest_function: DigestFunction,
+    /// Made with the function the name gives (SHA-256 when it names none).
     pub digest: Digest,
 }
 
@@ -73,7 +73,7 @@ pub struct WriteResource {
     pub instance_name: String,
     pub uuid: String,
     pub compressor: Option<Compressor>,
-    pub digest_function: DigestFunction,
+    /// Made with the function the name gives (SHA-256 when it names none).
     pub digest: Digest,
     /// Trailing segments after the size, kept verbatim without the leading `/`.
     pub metadata: Option<String>,
@@ -86,14 +86,13 @@ const UPLOADS: &str = "uploads";
 /// Names REAPI gives digest functions that this server does not serve. Known
 /// so that a client asking for one hears "not supported" rather than a
 /// puzzling complaint about the hash.
-const UNSUPPORTED_FUNCTIONS: [&str; 9] = [
+const UNSUPPORTED_FUNCTIONS: [&str; 8] = [
     "sha1",
     "md5",
     "sha384",
     "sha512",
     "vso",
     "murmur3",
-    "blake3",
     "sha256tree",
     "gitsha1",
 ];
@@ -104,12 +103,11 @@ const UNSUPPORTED_FUNCTIONS: [&str; 9] = [
 const MAX_QUOTED: usize = 256;
 
 impl ReadResource {
-    /// An uncompressed SHA-256 download name.
+    /// An uncompressed download name.
     pub fn new(instance_name: impl Into<String>, digest: Digest) -> Self {
         ReadResource {
             instance_name: instance_name.into(),
             compressor: None,
-            digest_function: DigestFunction::Sha256,
             digest,
         }
     }
@@ -143,20 +141,18 @@ impl ReadResource {
         Ok(ReadResource {
             instance_name,
             compressor: blob.compressor,
-            digest_function: blob.digest_function,
             digest: blob.digest,
         })
     }
 }
 
 impl WriteResource {
-    /// An uncompressed SHA-256 upload name without metadata.
+    /// An uncompressed upload name without metadata.
     pub fn new(instance_name: impl Into<String>, uuid: impl Into<String>, digest: Digest) -> Self {
         WriteResource {
             instance_name: instance_name.into(),
             uuid: uuid.into(),
             compressor: None,
-            digest_function: DigestFunction::Sha256,
             digest,
             metadata: None,
         }
@@ -208,7 +204,6 @@ impl WriteResource {
             instance_name,
             uuid: uuid.to_owned(),
             compressor: blob.compressor,
-            digest_function: blob.digest_function,
             digest: blob.digest,
             metadata: blob.after_size.map(|segments| segments.join("/")),
         })
@@ -234,7 +229,7 @@ impl FromStr for WriteResource {
 impl fmt::Display for ReadResource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_instance(f, &self.instance_name)?;
-        write_blob(f, self.compressor, self.digest_function, &self.digest)
+        write_blob(f, self.compressor, &self.digest)
     }
 }
 
@@ -242,7 +237,7 @@ impl fmt::Display for WriteResource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_instance(f, &self.instance_name)?;
         write!(f, "{UPLOADS}/{}/", self.uuid)?;
-        write_blob(f, self.compressor, self.digest_function, &self.digest)?;
+        write_blob(f, self.compressor, &self.digest)?;
         match &self.metadata {
             Some(metadata) => write!(f, "/{metadata}"),
             None => Ok(()),
@@ -261,17 +256,17 @@ fn write_instance(f: &mut fmt::Formatter<'_>, instance_name: &str) -> fmt::Resul
 fn write_blob(
     f: &mut fmt::Formatter<'_>,
     compressor: Option<Compressor>,
-    digest_function: DigestFunction,
     digest: &Digest,
 ) -> fmt::Result {
     match compressor {
         Some(c) => write!(f, "{COMPRESSED_BLOBS}/{c}/")?,
         None => write!(f, "{BLOBS}/")?,
     }
-    // Exhaustive on purpose: a new function must decide whether its hash
-    // length identifies it or its name has to be printed.
-    match digest_function {
+    // SHA-256 is the default and is left out, as clients before REAPI 2.5
+    // expect; every other function is named, since hash lengths are shared.
+    match digest.function() {
         DigestFunction::Sha256 => {}
+        other => write!(f, "{other}/")?,
     }
     write!(f, "{}/{}", digest.hash_hex(), digest.size())
 }
@@ -323,7 +318,6 @@ fn wrong_marker(name: &str, marker: &str, expected_kind: &str, expected_words: &
 /// The part of a name from `blobs` or `compressed-blobs` on.
 struct BlobPart<'s, 'n> {
     compressor: Option<Compressor>,
-    digest_function: DigestFunction,
     digest: Digest,
     /// The segments after the size, `None` if the name ends at the size.
     after_size: Option<&'s [&'n str]>,
@@ -372,10 +366,10 @@ fn parse_blob<'s, 'n>(name: &str, marker: &str, rest: &'s [&'n str]) -> Result<B
         ));
     }
     let size = parse_size(size).map_err(|e| malformed(name, e.message()))?;
-    let digest = Digest::from_hex(hash, size).map_err(|e| malformed(name, e.message()))?;
+    let digest =
+        Digest::from_hex(digest_function, hash, size).map_err(|e| malformed(name, e.message()))?;
     Ok(BlobPart {
         compressor,
-        digest_function,
         digest,
         after_size,
     })
@@ -384,7 +378,7 @@ fn parse_blob<'s, 'n>(name: &str, marker: &str, rest: &'s [&'n str]) -> Result<B
 fn parse_compressor(name: &str, segment: &str) -> Result<Option<Compressor>> {
     // A hash here means the compressor was left out; saying so beats
     // calling the hash an unknown compressor.
-    if segment.is_empty() || Digest::from_hex(segment, 0).is_ok() {
+    if segment.is_empty() || Digest::from_hex(DigestFunction::Sha256, segment, 0).is_ok() {
         return Err(malformed(name, "the compressor is missing"));
     }
     match segment {
@@ -412,7 +406,7 @@ fn parse_digest_function(name: &str, segment: &str) -> Result<Option<DigestFunct
     if is_function_name(segment) {
         return Err(malformed(
             name,
-            format!("digest function {segment:?} is not supported; this server serves sha256"),
+            format!("digest function {segment:?} is not supported; this server serves sha256 and blake3"),
         ));
     }
     let lowercase = segment.to_ascii_lowercase();
@@ -625,12 +619,35 @@ mod tests {
     }
 
     #[test]
+    fn blake3_names_carry_the_function_into_the_digest() {
+        let blake = DigestFunction::Blake3.digest_of(b"hello");
+        let hex = blake.hash_hex();
+        let read = ReadResource::parse(&format!("main/blobs/blake3/{hex}/5")).unwrap();
+        assert_eq!(read.digest, blake);
+        assert_eq!(read.to_string(), format!("main/blobs/blake3/{hex}/5"));
+        let write = WriteResource::parse(&format!(
+            "uploads/u/compressed-blobs/zstd/blake3/{hex}/5/meta"
+        ))
+        .unwrap();
+        assert_eq!(write.digest, blake);
+        assert_eq!(write.compressor, Some(Compressor::Zstd));
+        // The same hash without the function segment is a SHA-256 digest:
+        // another blob.
+        let plain = ReadResource::parse(&format!("main/blobs/{hex}/5")).unwrap();
+        assert_eq!(plain.digest.function(), DigestFunction::Sha256);
+        assert_ne!(plain.digest, blake);
+        assert!(ReadResource::parse(&format!("blobs/BLAKE3/{hex}/5")).is_err());
+        assert!(ReadResource::parse(&format!("blobs/blake3/{}/5", &hex[..40])).is_err());
+    }
+
+    #[test]
     fn printing_round_trips() {
         let empty = Digest::EMPTY;
-        let big = Digest::new([0xab; 32], i64::MAX as u64);
+        let big = Digest::new(DigestFunction::Sha256, [0xab; 32], i64::MAX as u64);
+        let blake = DigestFunction::Blake3.digest_of(b"hello");
         for instance in ["", "main", "a/b/c"] {
             for compressor in [None, Some(Compressor::Zstd), Some(Compressor::Deflate)] {
-                for digest in [hello(), empty, big] {
+                for digest in [hello(), empty, big, blake, Digest::EMPTY_BLAKE3] {
                     let r = ReadResource::new(instance, digest).with_compressor(compressor);
                     assert_eq!(ReadResource::parse(&r.to_string()).unwrap(), r, "{r}");
                     for metadata in [None, Some(""), Some("m"), Some("m/n//o/")] {
@@ -683,7 +700,6 @@ mod tests {
             format!("compressed-blobs/ZSTD/{HELLO}/5"),
             format!("compressed-blobs//{HELLO}/5"),
             format!("blobs/sha1/{HELLO}/5"),
-            format!("blobs/blake3/{HELLO}/5"),
             format!("blobs/SHA256/{HELLO}/5"),
             format!("blobs/sha3/{HELLO}/5"),
             format!("blobs/sha256/sha256/{HELLO}/5"),

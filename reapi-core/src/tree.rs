@@ -1,17 +1,21 @@
 //! Merkle-tree helpers: the blobs a `Directory`, `Tree` or `ActionResult`
 //! refers to.
 
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestFunction};
 use crate::error::{Error, ErrorExt, Result};
 use crate::proto::remote_execution::{ActionResult, Directory, Tree};
 
-/// Digests of the files and subdirectories a `Directory` names.
-pub fn directory_children(dir: &Directory) -> Result<(Vec<Digest>, Vec<Digest>)> {
+/// Digests of the files and subdirectories a `Directory` names; they are
+/// made with `function`, the function of the directory's own digest.
+pub fn directory_children(
+    function: DigestFunction,
+    dir: &Directory,
+) -> Result<(Vec<Digest>, Vec<Digest>)> {
     let files = dir
         .files
         .iter()
         .map(|f| {
-            Digest::from_proto_field(f.digest.as_ref(), "file digest")
+            Digest::from_proto_field(function, f.digest.as_ref(), "file digest")
                 .with_context(|| format!("file {:?}", f.name))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -19,7 +23,7 @@ pub fn directory_children(dir: &Directory) -> Result<(Vec<Digest>, Vec<Digest>)>
         .directories
         .iter()
         .map(|d| {
-            Digest::from_proto_field(d.digest.as_ref(), "directory digest")
+            Digest::from_proto_field(function, d.digest.as_ref(), "directory digest")
                 .with_context(|| format!("directory {:?}", d.name))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -27,10 +31,10 @@ pub fn directory_children(dir: &Directory) -> Result<(Vec<Digest>, Vec<Digest>)>
 }
 
 /// Digests of every file in a `Tree` (root and children).
-pub fn tree_file_digests(tree: &Tree) -> Result<Vec<Digest>> {
+pub fn tree_file_digests(function: DigestFunction, tree: &Tree) -> Result<Vec<Digest>> {
     let mut out = Vec::new();
     for dir in tree.root.iter().chain(tree.children.iter()) {
-        out.extend(directory_children(dir)?.0);
+        out.extend(directory_children(function, dir)?.0);
     }
     Ok(out)
 }
@@ -39,14 +43,18 @@ pub fn tree_file_digests(tree: &Tree) -> Result<Vec<Digest>> {
 /// directory trees and root directories (not their contents) and
 /// stdout/stderr. An output directory may name its `Tree`, its root
 /// `Directory` (REAPI 2.8, `DIRECTORY_ONLY`), or both; naming neither is
-/// INVALID_ARGUMENT.
-pub fn action_result_direct_digests(result: &ActionResult) -> Result<DirectDigests> {
+/// INVALID_ARGUMENT. Its digests are made with `function`, the function of
+/// the action's digest.
+pub fn action_result_direct_digests(
+    function: DigestFunction,
+    result: &ActionResult,
+) -> Result<DirectDigests> {
     let mut blobs = Vec::new();
     let mut trees = Vec::new();
     let mut roots = Vec::new();
     for file in &result.output_files {
         blobs.push(
-            Digest::from_proto_field(file.digest.as_ref(), "output file digest")
+            Digest::from_proto_field(function, file.digest.as_ref(), "output file digest")
                 .with_context(|| format!("output file {:?}", file.path))?,
         );
     }
@@ -55,13 +63,13 @@ pub fn action_result_direct_digests(result: &ActionResult) -> Result<DirectDiges
         let tree = dir
             .tree_digest
             .as_ref()
-            .map(|d| Digest::from_proto(d).context("tree_digest"))
+            .map(|d| Digest::from_proto(function, d).context("tree_digest"))
             .transpose()
             .with_context(context)?;
         let root = dir
             .root_directory_digest
             .as_ref()
-            .map(|d| Digest::from_proto(d).context("root_directory_digest"))
+            .map(|d| Digest::from_proto(function, d).context("root_directory_digest"))
             .transpose()
             .with_context(context)?;
         match (tree, root) {
@@ -83,7 +91,7 @@ pub fn action_result_direct_digests(result: &ActionResult) -> Result<DirectDiges
         .into_iter()
         .flatten()
     {
-        blobs.push(Digest::from_proto(digest).context("stdout/stderr digest")?);
+        blobs.push(Digest::from_proto(function, digest).context("stdout/stderr digest")?);
     }
     Ok(DirectDigests {
         blobs,
@@ -128,7 +136,7 @@ mod tests {
             stdout_digest: Some(out.to_proto()),
             ..Default::default()
         };
-        let direct = action_result_direct_digests(&result).unwrap();
+        let direct = action_result_direct_digests(DigestFunction::Sha256, &result).unwrap();
         assert_eq!(direct.blobs, vec![a, out]);
         assert_eq!(direct.trees, vec![t]);
         assert!(direct.roots.is_empty());
@@ -145,10 +153,13 @@ mod tests {
             ..Default::default()
         };
         let of = |dirs: Vec<OutputDirectory>| {
-            action_result_direct_digests(&ActionResult {
-                output_directories: dirs,
-                ..Default::default()
-            })
+            action_result_direct_digests(
+                DigestFunction::Sha256,
+                &ActionResult {
+                    output_directories: dirs,
+                    ..Default::default()
+                },
+            )
         };
         let root_only = of(vec![dir(None, Some(r))]).unwrap();
         assert_eq!(
@@ -203,7 +214,10 @@ mod tests {
             root: Some(root),
             children: vec![child],
         };
-        assert_eq!(tree_file_digests(&tree).unwrap(), vec![f1, f2]);
+        assert_eq!(
+            tree_file_digests(DigestFunction::Sha256, &tree).unwrap(),
+            vec![f1, f2]
+        );
     }
 
     #[test]
@@ -216,7 +230,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let err = action_result_direct_digests(&result).unwrap_err();
+        let err = action_result_direct_digests(DigestFunction::Sha256, &result).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.to_string().contains("output file \"a\""));
     }

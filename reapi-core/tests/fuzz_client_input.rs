@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use arbtest::arbitrary::{Result as ArbResult, Unstructured};
-use reapi_core::digest::parse_size;
+use reapi_core::digest::{parse_size, DigestFunction};
 use reapi_core::input_tree::{
     normalize_working_directory, resolve_output_path, validate_directory, validate_output_path,
     validate_tree,
@@ -143,11 +143,17 @@ fn digests_are_parsed_or_refused() {
             hash: hash.clone(),
             size_bytes: size,
         };
-        match Digest::from_proto(&proto) {
+        let function = if u.arbitrary()? {
+            DigestFunction::Blake3
+        } else {
+            DigestFunction::Sha256
+        };
+        match Digest::from_proto(function, &proto) {
             Ok(digest) => {
                 assert!(size >= 0);
                 assert_eq!(digest.size(), size as u64);
                 assert_eq!(digest.hash_hex(), hash);
+                assert_eq!(digest.function(), function);
                 assert_eq!(digest.to_proto(), proto);
             }
             Err(err) => assert_refusal(&err, &hash),
@@ -286,6 +292,7 @@ fn input_trees_with_shared_and_cyclic_subtrees_end() {
         let absolute: bool = u.arbitrary()?;
         let mut lookups = 0usize;
         let result = validate_tree(
+            DigestFunction::Sha256,
             &root,
             |digest| {
                 lookups += 1;

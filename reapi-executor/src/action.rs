@@ -55,9 +55,14 @@ pub async fn run_action(ctx: ActionContext<'_>, job: ExecutionJob) -> Result<Exe
 async fn run_steps(ctx: ActionContext<'_>, job: ExecutionJob) -> Result<ExecutionOutcome> {
     let worker_start = SystemTime::now();
     let spec = Arc::new(CommandSpec::from_command(&job.command).context("checking the command")?);
-    let input_root =
-        Digest::from_proto_field(job.action.input_root_digest.as_ref(), "input_root_digest")
-            .context("checking the action")?;
+    // Everything the action names, reads and writes is hashed with its
+    // digest's function.
+    let input_root = Digest::from_proto_field(
+        job.action_digest.function(),
+        job.action.input_root_digest.as_ref(),
+        "input_root_digest",
+    )
+    .context("checking the action")?;
 
     let dir = tokio::task::spawn_blocking({
         let path = ctx.action_dir.clone();
@@ -150,6 +155,7 @@ async fn run_in_dir(
 
     let upload_start = SystemTime::now();
     let result = upload_outputs(
+        job.action_digest.function(),
         ctx.cas,
         instance,
         &root,

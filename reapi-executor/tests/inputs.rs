@@ -311,7 +311,11 @@ async fn input_files_are_fetched_when_the_disk_store_lacks_them() {
     let stdout = memory
         .get(
             INSTANCE,
-            &Digest::from_proto(outcome.result.stdout_digest.as_ref().unwrap()).unwrap(),
+            &Digest::from_proto(
+                reapi_core::DigestFunction::Sha256,
+                outcome.result.stdout_digest.as_ref().unwrap(),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 //!
 //! In its own test binary so the process's peak RSS belongs to this test.
 
-use reapi_core::{Digest, DigestHasher};
+use reapi_core::{Digest, DigestFunction, DigestHasher};
 use reapi_test_support::actions::shell;
 use reapi_test_support::executor::{Harness, INSTANCE};
 use reapi_test_support::trees::TreeSpec;
@@ -66,12 +66,16 @@ async fn large_stdout_and_outputs_use_bounded_memory() {
 
     // The stdout blob and the output file are whole in the CAS.
     let disk = h.disk.as_ref().unwrap();
-    let stdout = Digest::from_proto(outcome.result.stdout_digest.as_ref().unwrap()).unwrap();
+    let stdout = Digest::from_proto(
+        DigestFunction::Sha256,
+        outcome.result.stdout_digest.as_ref().unwrap(),
+    )
+    .unwrap();
     assert_eq!(stdout, zeros_digest(200 * MIB));
     let stored = disk.blob_path(INSTANCE, &stdout).unwrap();
     assert_eq!(std::fs::metadata(stored).unwrap().len(), 200 * MIB);
     let big = &outcome.result.output_files[0];
-    let big = Digest::from_proto(big.digest.as_ref().unwrap()).unwrap();
+    let big = Digest::from_proto(DigestFunction::Sha256, big.digest.as_ref().unwrap()).unwrap();
     assert_eq!(big, zeros_digest(100 * MIB));
     assert!(disk.blob_path(INSTANCE, &big).is_some());
     assert!(h.leftover_action_dirs().is_empty());

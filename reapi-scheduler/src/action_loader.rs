@@ -44,8 +44,11 @@ pub async fn load_action(
     action_digest: &Digest,
 ) -> Result<(Action, Command)> {
     let action: Action = fetch(cas, instance, action_digest, "Action").await?;
-    let command_digest =
-        Digest::from_proto_field(action.command_digest.as_ref(), "Action.command_digest")?;
+    let command_digest = Digest::from_proto_field(
+        action_digest.function(),
+        action.command_digest.as_ref(),
+        "Action.command_digest",
+    )?;
     let command: Command = fetch(cas, instance, &command_digest, "Command").await?;
     validate_command(&command)?;
     Ok((action, command))
@@ -149,12 +152,17 @@ pub async fn check_inputs(
         };
         for file in &dir.files {
             ask.push(Digest::from_proto_field(
+                digest.function(),
                 file.digest.as_ref(),
                 "file digest",
             )?);
         }
         for sub in &dir.directories {
-            let sub_digest = Digest::from_proto_field(sub.digest.as_ref(), "directory digest")?;
+            let sub_digest = Digest::from_proto_field(
+                digest.function(),
+                sub.digest.as_ref(),
+                "directory digest",
+            )?;
             if seen.insert(sub_digest) {
                 let sub_path = if path.is_empty() {
                     sub.name.clone()

@@ -71,9 +71,10 @@ impl ExecutionService {
     /// errors while running go into the ExecuteResponse.
     async fn start(&self, req: &ExecuteRequest, labels: RequestLabels) -> Result<Started> {
         self.instances.check(&req.instance_name)?;
-        DigestFunction::from_proto(req.digest_function)?;
+        let function = DigestFunction::from_proto(req.digest_function)?;
         let instance = req.instance_name.as_str();
-        let action_digest = Digest::from_proto_field(req.action_digest.as_ref(), "action_digest")?;
+        let action_digest =
+            Digest::from_proto_field(function, req.action_digest.as_ref(), "action_digest")?;
         if !req.skip_cache_lookup {
             let cached = self.action_cache.get(instance, &action_digest).await?;
             reapi_cas::metrics::action_cache_lookup(cached.is_some());
@@ -109,6 +110,7 @@ impl ExecutionService {
         let config = self.scheduler.config();
         let timeout = effective_timeout(&action, config)?;
         let input_root = Digest::from_proto_field(
+            function,
             action.input_root_digest.as_ref(),
             "Action.input_root_digest",
         )?;
@@ -186,6 +188,7 @@ async fn inline_response(
             stdout: inline.stdout,
             stderr: inline.stderr,
             output_files: &inline.output_files,
+            function: state.action_digest.function(),
         };
         inline_outputs(cas, &inline.instance, request, result).await;
     }
@@ -295,8 +298,9 @@ impl ExecutionService {
     ) -> Result<Option<OperationStream>, Status> {
         // Malformed requests are answered here, without a hop.
         self.instances.check(&req.instance_name)?;
-        DigestFunction::from_proto(req.digest_function)?;
-        let digest = Digest::from_proto_field(req.action_digest.as_ref(), "action_digest")?;
+        let function = DigestFunction::from_proto(req.digest_function)?;
+        let digest =
+            Digest::from_proto_field(function, req.action_digest.as_ref(), "action_digest")?;
         for home in self.peers.homes(&req.instance_name, &digest) {
             let Target::Peer { id, address } = home else {
                 return Ok(None);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use reapi_core::proto::any;
 use reapi_core::proto::longrunning::{operation, Operation};
 use reapi_core::proto::remote_execution::{
-    digest_function, execution_stage, ExecuteOperationMetadata, ExecuteResponse,
+    execution_stage, ExecuteOperationMetadata, ExecuteResponse,
 };
 use reapi_core::Digest;
 use tokio::sync::watch;
@@ -191,7 +191,7 @@ impl OperationState {
         let metadata = ExecuteOperationMetadata {
             stage: self.stage as i32,
             action_digest: Some(self.action_digest.to_proto()),
-            digest_function: digest_function::Value::Sha256 as i32,
+            digest_function: self.action_digest.function().proto_value(),
             ..Default::default()
         };
         Operation {

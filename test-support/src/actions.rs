@@ -7,7 +7,9 @@ use std::time::Duration;
 use prost::Message;
 use reapi_core::proto::remote_execution as re;
 
-use crate::digests::{dig_msg, PDigest};
+use reapi_core::DigestFunction;
+
+use crate::digests::PDigest;
 use crate::trees::{Tree, TreeSpec};
 
 /// The PATH given to every command built here (commands get exactly the
@@ -77,6 +79,8 @@ pub struct ActionSpec {
     /// Deprecated `Command.platform` properties.
     pub command_platform: Vec<(String, String)>,
     pub salt: Vec<u8>,
+    /// What every digest of the action is made with.
+    pub digest_function: DigestFunction,
 }
 
 /// The action `/bin/sh -c script` with [`PATH`] set; extra `args` become
@@ -132,6 +136,11 @@ impl ActionSpec {
         self
     }
 
+    pub fn digest_function(mut self, function: DigestFunction) -> Self {
+        self.digest_function = function;
+        self
+    }
+
     pub fn platform(mut self, name: &str, value: &str) -> Self {
         self.platform.push((name.into(), value.into()));
         self
@@ -172,16 +181,17 @@ impl ActionSpec {
 
     /// The input tree of [`ActionSpec::inputs`].
     pub fn input_tree(&self) -> Tree {
-        TreeSpec::from_files(&self.inputs, &self.executables).tree()
+        TreeSpec::from_files(&self.inputs, &self.executables).tree_with(self.digest_function)
     }
 
     /// Every message and blob of the action.
     pub fn build(&self) -> Built {
         let command = self.command();
         let tree = self.input_tree();
-        let command_digest = dig_msg(&command);
+        let function = self.digest_function;
+        let command_digest = function.digest_of_message(&command).to_proto();
         let action = self.action(&command_digest, &tree.root);
-        let action_digest = dig_msg(&action);
+        let action_digest = function.digest_of_message(&action).to_proto();
         let mut blobs = tree.blobs.clone();
         blobs.push(command.encode_to_vec());
         blobs.push(action.encode_to_vec());

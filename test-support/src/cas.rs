@@ -5,8 +5,10 @@ use prost::Message;
 use reapi_core::proto::remote_execution as re;
 use tonic::{Code, Status};
 
+use reapi_core::DigestFunction;
+
 use crate::clients::Cas;
-use crate::digests::{dig, sha256, PDigest};
+use crate::digests::{sha256, PDigest};
 use crate::status::rpc_code;
 
 /// `max_batch_total_size_bytes` the server must advertise and enforce.
@@ -44,16 +46,24 @@ pub async fn is_present(cas: &mut Cas, instance: &str, digest: &PDigest) -> bool
 
 /// One BatchUpdateBlobs request for all of `blobs`, however large.
 pub fn update_request(instance: &str, blobs: &[&[u8]]) -> re::BatchUpdateBlobsRequest {
+    update_request_with(DigestFunction::Sha256, instance, blobs)
+}
+
+fn update_request_with(
+    function: DigestFunction,
+    instance: &str,
+    blobs: &[&[u8]],
+) -> re::BatchUpdateBlobsRequest {
     re::BatchUpdateBlobsRequest {
         instance_name: instance.into(),
-        requests: blobs.iter().map(|b| update_entry(b)).collect(),
-        digest_function: sha256(),
+        requests: blobs.iter().map(|b| update_entry(function, b)).collect(),
+        digest_function: function.proto_value(),
     }
 }
 
-fn update_entry(blob: &[u8]) -> re::batch_update_blobs_request::Request {
+fn update_entry(function: DigestFunction, blob: &[u8]) -> re::batch_update_blobs_request::Request {
     re::batch_update_blobs_request::Request {
-        digest: Some(dig(blob)),
+        digest: Some(function.digest_of(blob).to_proto()),
         data: blob.to_vec(),
         compressor: 0,
     }
@@ -63,12 +73,22 @@ fn update_entry(blob: &[u8]) -> re::batch_update_blobs_request::Request {
 /// their digests. Blobs go in order, in as few requests as fit in
 /// [`MAX_BATCH`] encoded bytes each (one request when they all fit).
 pub async fn upload<B: AsRef<[u8]>>(cas: &mut Cas, instance: &str, blobs: &[B]) -> Vec<PDigest> {
-    let empty = update_request(instance, &[]);
+    upload_with(DigestFunction::Sha256, cas, instance, blobs).await
+}
+
+/// [`upload`] with digests made by `function`.
+pub async fn upload_with<B: AsRef<[u8]>>(
+    function: DigestFunction,
+    cas: &mut Cas,
+    instance: &str,
+    blobs: &[B],
+) -> Vec<PDigest> {
+    let empty = update_request_with(function, instance, &[]);
     let mut digests = Vec::with_capacity(blobs.len());
     let mut batch = empty.clone();
     let mut size = empty.encoded_len();
     for blob in blobs {
-        let entry = update_entry(blob.as_ref());
+        let entry = update_entry(function, blob.as_ref());
         // Field 2 (`requests`): a one-byte key, the length, the message.
         let entry_size = 1 + prost::length_delimiter_len(entry.encoded_len()) + entry.encoded_len();
         if !batch.requests.is_empty() && size + entry_size > MAX_BATCH {

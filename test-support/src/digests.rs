@@ -34,6 +34,22 @@ pub fn sha256() -> i32 {
     re::digest_function::Value::Sha256 as i32
 }
 
+pub fn blake3() -> i32 {
+    re::digest_function::Value::Blake3 as i32
+}
+
+/// The BLAKE3 digest of `bytes`, as the protocol message.
+pub fn dig_blake3(bytes: &[u8]) -> PDigest {
+    reapi_core::DigestFunction::Blake3
+        .digest_of(bytes)
+        .to_proto()
+}
+
+/// The BLAKE3 digest of an encoded message.
+pub fn dig_msg_blake3<M: Message>(message: &M) -> PDigest {
+    dig_blake3(&message.encode_to_vec())
+}
+
 pub fn md5() -> i32 {
     re::digest_function::Value::Md5 as i32
 }

@@ -152,7 +152,8 @@ impl Harness {
         &self,
         digest: &reapi_core::proto::remote_execution::Digest,
     ) -> Vec<u8> {
-        self.read(&Digest::from_proto(digest).unwrap()).await
+        self.read(&Digest::from_proto(reapi_core::DigestFunction::Sha256, digest).unwrap())
+            .await
     }
 
     /// Uploads `tree` (and its files) and returns the root digest.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message;
 use reapi_core::proto::remote_execution::{Directory, DirectoryNode, FileNode, SymlinkNode};
-use reapi_core::Digest;
+use reapi_core::{Digest, DigestFunction};
 
 use crate::digests::{dig, dig_msg, PDigest};
 
@@ -92,33 +92,46 @@ impl TreeSpec {
         }
     }
 
-    /// The root Directory's digest; every blob goes into `blobs`.
+    /// The root Directory's SHA-256 digest; every blob goes into `blobs`.
     pub fn build(&self, blobs: &mut Vec<Bytes>) -> Digest {
-        let dir = self.directory(blobs);
+        self.build_with(DigestFunction::Sha256, blobs)
+    }
+
+    /// The root Directory's digest made with `function`, as are all the
+    /// digests in the tree; every blob goes into `blobs`.
+    pub fn build_with(&self, function: DigestFunction, blobs: &mut Vec<Bytes>) -> Digest {
+        let dir = self.directory(function, blobs);
         let bytes = Bytes::from(dir.encode_to_vec());
-        let digest = Digest::of_bytes(&bytes);
+        let digest = function.digest_of(&bytes);
         blobs.push(bytes);
         digest
     }
 
     /// The root digest and every blob, as protocol messages and bytes.
     pub fn tree(&self) -> Tree {
+        self.tree_with(DigestFunction::Sha256)
+    }
+
+    /// [`TreeSpec::tree`] with digests made by `function`.
+    pub fn tree_with(&self, function: DigestFunction) -> Tree {
         let mut blobs = Vec::new();
-        let root = self.build(&mut blobs).to_proto();
+        let root = self.build_with(function, &mut blobs).to_proto();
         Tree {
             root,
             blobs: blobs.into_iter().map(Vec::from).collect(),
         }
     }
 
-    fn directory(&self, blobs: &mut Vec<Bytes>) -> Directory {
+    fn directory(&self, function: DigestFunction, blobs: &mut Vec<Bytes>) -> Directory {
         let mut dir = Directory::default();
         for (name, entry) in &self.entries {
             match entry {
                 Entry::File(content, executable) => {
                     dir.files.push(FileNode {
+                        name: name.clone(),
+                        digest: Some(function.digest_of(content).to_proto()),
                         is_executable: *executable,
-                        ..file_node(name, content)
+                        node_properties: None,
                     });
                     blobs.push(content.clone());
                 }
@@ -128,7 +141,7 @@ impl TreeSpec {
                     ..Default::default()
                 }),
                 Entry::Dir(sub) => {
-                    let digest = sub.build(blobs);
+                    let digest = sub.build_with(function, blobs);
                     dir.directories.push(DirectoryNode {
                         name: name.clone(),
                         digest: Some(digest.to_proto()),

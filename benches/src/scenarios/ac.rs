@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use reapi_core::proto::remote_execution as re;
-use reapi_core::Digest;
+use reapi_core::{Digest, DigestFunction};
 use tonic::Code;
 
 use crate::client::Clients;
@@ -50,7 +50,7 @@ pub struct AcArgs {
 fn random_digest(seed: u64) -> Digest {
     let mut hash = [0u8; 32];
     fill_random(&mut hash, seed);
-    Digest::new(hash, 140)
+    Digest::new(DigestFunction::Sha256, hash, 140)
 }
 
 pub async fn ac(args: AcArgs) -> Result<Vec<Report>, String> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use reapi_core::proto::remote_execution as re;
-use reapi_core::Digest;
+use reapi_core::{Digest, DigestFunction};
 
 use crate::content::{fill_random, run_nonce, BlobFactory};
 use crate::options::Common;
@@ -76,7 +76,9 @@ pub async fn find_missing(args: FindMissingArgs) -> Result<Vec<Report>, String> 
                     &mut hash,
                     nonce ^ ((v as u64) << 40) ^ (m as u64).wrapping_mul(0x9e37),
                 );
-                digests.push(Digest::new(hash, args.blob_size as u64).to_proto());
+                digests.push(
+                    Digest::new(DigestFunction::Sha256, hash, args.blob_size as u64).to_proto(),
+                );
                 m += 1;
             }
         }

@@ -27,10 +27,9 @@ impl BucketBackupActionCache {
 
 fn object_key(instance: &str, digest: &Digest) -> Result<String> {
     Ok(format!(
-        "ac/{}/{}-{}",
+        "ac/{}/{}",
         instance_dir::encode_checked(instance)?,
-        digest.hash_hex(),
-        digest.size()
+        digest.storage_name()
     ))
 }
 

@@ -16,7 +16,7 @@ use futures::stream::{self, StreamExt};
 use prost::Message;
 use reapi_core::proto::remote_execution::{ActionResult, Directory, Tree};
 use reapi_core::tree::{action_result_direct_digests, directory_children, tree_file_digests};
-use reapi_core::{ActionCache, BlobStore, Digest, ErrorExt, Result};
+use reapi_core::{ActionCache, BlobStore, Digest, DigestFunction, ErrorExt, Result};
 use tonic::Code;
 
 /// Directories read at once while walking an output directory.
@@ -38,8 +38,14 @@ impl CompletenessCheckingActionCache {
     }
 
     /// Whether every blob `result` refers to is present; refreshes them all.
-    async fn is_complete(&self, instance: &str, result: &ActionResult) -> Result<bool> {
-        let direct = match action_result_direct_digests(result) {
+    /// Its digests are made with `function`, the action digest's.
+    async fn is_complete(
+        &self,
+        instance: &str,
+        function: DigestFunction,
+        result: &ActionResult,
+    ) -> Result<bool> {
+        let direct = match action_result_direct_digests(function, result) {
             Ok(direct) => direct,
             Err(e) => {
                 tracing::warn!(error = %e, "stored action result has malformed digests");
@@ -55,7 +61,7 @@ impl CompletenessCheckingActionCache {
             };
             let files = Tree::decode(bytes)
                 .map_err(|e| e.to_string())
-                .and_then(|tree| tree_file_digests(&tree).map_err(|e| e.to_string()));
+                .and_then(|tree| tree_file_digests(function, &tree).map_err(|e| e.to_string()));
             match files {
                 Ok(files) => wanted.extend(files),
                 Err(e) => {
@@ -110,7 +116,9 @@ impl CompletenessCheckingActionCache {
                 };
                 let children = Directory::decode(bytes)
                     .map_err(|e| e.to_string())
-                    .and_then(|dir| directory_children(&dir).map_err(|e| e.to_string()));
+                    .and_then(|dir| {
+                        directory_children(digest.function(), &dir).map_err(|e| e.to_string())
+                    });
                 let (files, dirs) = match children {
                     Ok(children) => children,
                     Err(e) => {
@@ -142,7 +150,10 @@ impl ActionCache for CompletenessCheckingActionCache {
         let Some(result) = self.inner.get(instance, action_digest).await? else {
             return Ok(None);
         };
-        if self.is_complete(instance, &result).await? {
+        if self
+            .is_complete(instance, action_digest.function(), &result)
+            .await?
+        {
             Ok(Some(result))
         } else {
             tracing::debug!(action = %action_digest, "action result names blobs no longer stored");

@@ -64,14 +64,7 @@ impl DiskActionCache {
             };
             for file in files.flatten() {
                 let name = file.file_name();
-                let Some((hash, size)) = name.to_str().and_then(|n| n.split_once('-')) else {
-                    continue;
-                };
-                if let Some(digest) = size
-                    .parse()
-                    .ok()
-                    .and_then(|size| Digest::from_hex(hash, size).ok())
-                {
+                if let Some(digest) = name.to_str().and_then(Digest::parse_storage_name) {
                     entries.push((instance.clone(), digest));
                 }
             }
@@ -81,8 +74,7 @@ impl DiskActionCache {
 
     fn entry_path(&self, instance: &str, digest: &Digest) -> Result<PathBuf> {
         let dir = instance_dir::encode_checked(instance)?;
-        let name = format!("{}-{}", digest.hash_hex(), digest.size());
-        Ok(self.root.join(dir).join(name))
+        Ok(self.root.join(dir).join(digest.storage_name()))
     }
 }
 

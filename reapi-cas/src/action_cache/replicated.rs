@@ -135,6 +135,7 @@ impl ReplicatedActionCache {
         let mut request = tonic::Request::new(GetActionResultRequest {
             instance_name: instance.to_string(),
             action_digest: Some(digest.to_proto()),
+            digest_function: digest.function().proto_value(),
             ..Default::default()
         });
         request.metadata_mut().insert(
@@ -162,6 +163,7 @@ impl ReplicatedActionCache {
             instance_name: instance.to_string(),
             action_digest: Some(digest.to_proto()),
             action_result: Some(result.clone()),
+            digest_function: digest.function().proto_value(),
             ..Default::default()
         });
         request.metadata_mut().insert(

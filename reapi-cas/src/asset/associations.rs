@@ -15,7 +15,7 @@ use prost::Message;
 use reapi_core::proto::protobuf::Timestamp;
 use reapi_core::proto::remote_asset as re_asset;
 use reapi_core::proto::remote_execution as re;
-use reapi_core::{ActionCache, Digest, Result};
+use reapi_core::{ActionCache, Digest, DigestFunction, Result};
 
 /// What an association points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,15 +107,17 @@ impl Associations {
                     value: expire_at.encode_to_vec(),
                 });
         }
-        let key = key(kind, uri, qualifiers);
+        let key = key(digest.function(), kind, uri, qualifiers);
         self.cache.put(instance, &key, &result).await
     }
 
     /// The first of `uris` with a valid association: not expired, and no
-    /// older than `oldest_accepted` when given.
+    /// older than `oldest_accepted` when given. Only associations recorded
+    /// with digests of `function` are found.
     pub async fn lookup(
         &self,
         instance: &str,
+        function: DigestFunction,
         kind: AssetKind,
         uris: &[String],
         qualifiers: &[(String, String)],
@@ -125,7 +127,7 @@ impl Associations {
         for uri in uris {
             let Some(result) = self
                 .cache
-                .get(instance, &key(kind, uri, qualifiers))
+                .get(instance, &key(function, kind, uri, qualifiers))
                 .await?
             else {
                 continue;
@@ -150,7 +152,7 @@ impl Associations {
                     .first()
                     .and_then(|d| d.root_directory_digest.as_ref()),
             };
-            let Some(digest) = digest.and_then(|d| Digest::from_proto(d).ok()) else {
+            let Some(digest) = digest.and_then(|d| Digest::from_proto(function, d).ok()) else {
                 continue;
             };
             return Ok(Some(Found {
@@ -163,8 +165,17 @@ impl Associations {
     }
 }
 
-fn key(kind: AssetKind, uri: &str, qualifiers: &[(String, String)]) -> Digest {
-    Digest::of_message(&AssetKey {
+/// The action cache key of an association. It is made with the function of
+/// the digests it records, so the action cache reads the entry's digests
+/// with that function, and an association made for one function is never
+/// an answer for another.
+fn key(
+    function: DigestFunction,
+    kind: AssetKind,
+    uri: &str,
+    qualifiers: &[(String, String)],
+) -> Digest {
+    function.digest_of_message(&AssetKey {
         kind: kind.key_tag().into(),
         uri: uri.into(),
         qualifiers: qualifiers
@@ -216,7 +227,14 @@ mod tests {
             .unwrap();
         let uris = vec!["https://a/x".to_string(), "https://b/x".to_string()];
         let found = assets
-            .lookup("", AssetKind::Blob, &uris, &qualifiers, None)
+            .lookup(
+                "",
+                DigestFunction::Sha256,
+                AssetKind::Blob,
+                &uris,
+                &qualifiers,
+                None,
+            )
             .await
             .unwrap()
             .unwrap();
@@ -224,12 +242,35 @@ mod tests {
         assert_eq!(found.digest, digest);
         // Other qualifiers, kind or instance: another asset.
         let none = [
-            assets.lookup("", AssetKind::Blob, &uris, &[], None).await,
             assets
-                .lookup("", AssetKind::Directory, &uris, &qualifiers, None)
+                .lookup(
+                    "",
+                    DigestFunction::Sha256,
+                    AssetKind::Blob,
+                    &uris,
+                    &[],
+                    None,
+                )
                 .await,
             assets
-                .lookup("other", AssetKind::Blob, &uris, &qualifiers, None)
+                .lookup(
+                    "",
+                    DigestFunction::Sha256,
+                    AssetKind::Directory,
+                    &uris,
+                    &qualifiers,
+                    None,
+                )
+                .await,
+            assets
+                .lookup(
+                    "other",
+                    DigestFunction::Sha256,
+                    AssetKind::Blob,
+                    &uris,
+                    &qualifiers,
+                    None,
+                )
                 .await,
         ];
         for lookup in none {
@@ -248,7 +289,14 @@ mod tests {
             .unwrap();
         assert_eq!(
             assets
-                .lookup("", AssetKind::Blob, &uris, &[], None)
+                .lookup(
+                    "",
+                    DigestFunction::Sha256,
+                    AssetKind::Blob,
+                    &uris,
+                    &[],
+                    None
+                )
                 .await
                 .unwrap(),
             None
@@ -258,14 +306,28 @@ mod tests {
             .await
             .unwrap();
         let found = assets
-            .lookup("", AssetKind::Blob, &uris, &[], None)
+            .lookup(
+                "",
+                DigestFunction::Sha256,
+                AssetKind::Blob,
+                &uris,
+                &[],
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(found.unwrap().expires_at, Some(at(3600)));
         let newer_only = at(60);
         assert_eq!(
             assets
-                .lookup("", AssetKind::Blob, &uris, &[], Some(&newer_only))
+                .lookup(
+                    "",
+                    DigestFunction::Sha256,
+                    AssetKind::Blob,
+                    &uris,
+                    &[],
+                    Some(&newer_only)
+                )
                 .await
                 .unwrap(),
             None

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_rustls::ConfigBuilderExt;
-use reapi_core::digest::DigestHasher;
+use reapi_core::digest::DigestFunction;
 use reapi_core::{BlobStore, Digest, Error, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -103,7 +103,8 @@ impl Fetcher {
         &self.policy
     }
 
-    /// Downloads `uri` into the CAS of `instance` and returns its digest.
+    /// Downloads `uri` into the CAS of `instance` and returns its digest,
+    /// made with `function`.
     /// Errors carry the code FetchBlob reports: PERMISSION_DENIED for a
     /// host not allowed or an origin refusing, NOT_FOUND, DEADLINE_EXCEEDED,
     /// RESOURCE_EXHAUSTED over the size limit, ABORTED for a checksum
@@ -111,13 +112,14 @@ impl Fetcher {
     pub async fn fetch(
         &self,
         instance: &str,
+        function: DigestFunction,
         uri: &str,
         checksum: Option<&Checksum>,
         timeout: Option<Duration>,
     ) -> Result<Digest> {
         let limit = timeout.map_or(self.policy.timeout, |t| t.min(self.policy.timeout));
         let deadline = Instant::now() + limit;
-        let download = Download::new(&self.policy.scratch_dir);
+        let download = Download::new(&self.policy.scratch_dir, function);
         let fetched = tokio::time::timeout_at(deadline, self.download(uri, &download, checksum))
             .await
             .map_err(|_| {
@@ -189,7 +191,7 @@ impl Fetcher {
         let mut file = tokio::fs::File::create(&download.path)
             .await
             .map_err(|e| Error::io("creating a download file", e))?;
-        let mut digest = DigestHasher::new();
+        let mut digest = download.function.hasher();
         let mut checked = checksum.map(Checksum::hasher);
         while let Some(frame) = body.frame().await {
             let frame = frame
@@ -299,12 +301,15 @@ fn redirect_target(from: &http::Uri, headers: &http::HeaderMap) -> Result<http::
 /// A download's file, removed when the fetch ends however it ends.
 struct Download {
     path: PathBuf,
+    /// What the content is hashed with.
+    function: DigestFunction,
 }
 
 impl Download {
-    fn new(dir: &Path) -> Download {
+    fn new(dir: &Path, function: DigestFunction) -> Download {
         Download {
             path: dir.join(format!("{}.part", uuid::Uuid::new_v4())),
+            function,
         }
     }
 }

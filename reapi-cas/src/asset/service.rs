@@ -75,27 +75,27 @@ impl AssetServices {
     }
 
     /// The checks every request gets: a known instance, at least one URI,
-    /// SHA-256, supported qualifiers.
+    /// a digest function we serve (returned), supported qualifiers.
     fn check(
         &self,
         instance: &str,
         uris: &[String],
         qualifiers: &[re_asset::Qualifier],
         digest_function: i32,
-    ) -> Result<Qualifiers> {
+    ) -> Result<(DigestFunction, Qualifiers)> {
         self.instances.check(instance)?;
         if uris.is_empty() || uris.iter().any(String::is_empty) {
             return Err(Error::invalid_argument(
                 "at least one URI is required, and none may be empty",
             ));
         }
-        DigestFunction::from_proto(digest_function)?;
-        qualifiers::parse(qualifiers)
+        let function = DigestFunction::from_proto(digest_function)?;
+        Ok((function, qualifiers::parse(qualifiers)?))
     }
 
     /// Records a push of `digest` (which must be in the CAS) for each URI.
     async fn push(&self, kind: AssetKind, push: Pushed<'_>) -> Result<()> {
-        let qualifiers = self.check(
+        let (function, qualifiers) = self.check(
             push.instance,
             push.uris,
             push.qualifiers,
@@ -105,7 +105,7 @@ impl AssetServices {
             AssetKind::Blob => ("blob_digest", "blob"),
             AssetKind::Directory => ("root_directory_digest", "root directory"),
         };
-        let digest = Digest::from_proto_field(push.digest, field)?;
+        let digest = Digest::from_proto_field(function, push.digest, field)?;
         let missing = self
             .store
             .find_missing(push.instance, std::slice::from_ref(&digest))
@@ -130,14 +130,14 @@ impl AssetServices {
         Ok(())
     }
 
-    /// The checked qualifiers of a fetch, and what is already known for
-    /// its URIs.
+    /// The digest function and checked qualifiers of a fetch, and what is
+    /// already known for its URIs.
     async fn known(
         &self,
         kind: AssetKind,
         fetch: Fetched<'_>,
-    ) -> Result<(Qualifiers, Option<Found>)> {
-        let qualifiers = self.check(
+    ) -> Result<(DigestFunction, Qualifiers, Option<Found>)> {
+        let (function, qualifiers) = self.check(
             fetch.instance,
             fetch.uris,
             fetch.qualifiers,
@@ -147,13 +147,14 @@ impl AssetServices {
             .associations
             .lookup(
                 fetch.instance,
+                function,
                 kind,
                 fetch.uris,
                 &qualifiers.all,
                 fetch.oldest_accepted,
             )
             .await?;
-        Ok((qualifiers, found))
+        Ok((function, qualifiers, found))
     }
 }
 
@@ -195,7 +196,7 @@ impl Fetch for AssetServices {
     ) -> std::result::Result<Response<re_asset::FetchBlobResponse>, Status> {
         let request = request.into_inner();
         let instance = request.instance_name.as_str();
-        let (qualifiers, known) = self
+        let (function, qualifiers, known) = self
             .known(
                 AssetKind::Blob,
                 Fetched {
@@ -214,7 +215,7 @@ impl Fetch for AssetServices {
                 qualifiers: request.qualifiers,
                 expires_at: found.expires_at,
                 blob_digest: Some(found.digest.to_proto()),
-                digest_function: re::digest_function::Value::Sha256 as i32,
+                digest_function: function.proto_value(),
             }));
         }
         let Some(fetcher) = &self.fetcher else {
@@ -230,7 +231,13 @@ impl Fetch for AssetServices {
         let mut last = None;
         for uri in &request.uris {
             match fetcher
-                .fetch(instance, uri, qualifiers.checksum.as_ref(), timeout)
+                .fetch(
+                    instance,
+                    function,
+                    uri,
+                    qualifiers.checksum.as_ref(),
+                    timeout,
+                )
                 .await
             {
                 Ok(digest) => {
@@ -251,7 +258,7 @@ impl Fetch for AssetServices {
                         qualifiers: request.qualifiers,
                         expires_at: None,
                         blob_digest: Some(digest.to_proto()),
-                        digest_function: re::digest_function::Value::Sha256 as i32,
+                        digest_function: function.proto_value(),
                     }));
                 }
                 Err(e) if is_fetch_outcome(&e) => {
@@ -273,7 +280,7 @@ impl Fetch for AssetServices {
         request: Request<re_asset::FetchDirectoryRequest>,
     ) -> std::result::Result<Response<re_asset::FetchDirectoryResponse>, Status> {
         let request = request.into_inner();
-        let (_, known) = self
+        let (function, _, known) = self
             .known(
                 AssetKind::Directory,
                 Fetched {
@@ -292,7 +299,7 @@ impl Fetch for AssetServices {
                 qualifiers: request.qualifiers,
                 expires_at: found.expires_at,
                 root_directory_digest: Some(found.digest.to_proto()),
-                digest_function: re::digest_function::Value::Sha256 as i32,
+                digest_function: function.proto_value(),
             },
             None => re_asset::FetchDirectoryResponse {
                 status: Some(reapi_core::proto::rpc::Status {

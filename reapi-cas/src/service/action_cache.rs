@@ -39,8 +39,9 @@ impl ActionCacheRpc for ActionCacheService {
     ) -> Result<Response<re::ActionResult>, Status> {
         let req = request.into_inner();
         self.instances.check(&req.instance_name)?;
-        DigestFunction::from_proto(req.digest_function)?;
-        let digest = Digest::from_proto_field(req.action_digest.as_ref(), "action_digest")?;
+        let function = DigestFunction::from_proto(req.digest_function)?;
+        let digest =
+            Digest::from_proto_field(function, req.action_digest.as_ref(), "action_digest")?;
         let found = self.cache.get(&req.instance_name, &digest).await?;
         crate::metrics::action_cache_lookup(found.is_some());
         let mut result =
@@ -49,6 +50,7 @@ impl ActionCacheRpc for ActionCacheService {
             stdout: req.inline_stdout,
             stderr: req.inline_stderr,
             output_files: &req.inline_output_files,
+            function,
         };
         inline_outputs(self.store.as_ref(), &req.instance_name, inline, &mut result).await;
         Ok(Response::new(result))
@@ -60,12 +62,13 @@ impl ActionCacheRpc for ActionCacheService {
     ) -> Result<Response<re::ActionResult>, Status> {
         let req = request.into_inner();
         self.instances.check(&req.instance_name)?;
-        DigestFunction::from_proto(req.digest_function)?;
-        let digest = Digest::from_proto_field(req.action_digest.as_ref(), "action_digest")?;
+        let function = DigestFunction::from_proto(req.digest_function)?;
+        let digest =
+            Digest::from_proto_field(function, req.action_digest.as_ref(), "action_digest")?;
         let result = req
             .action_result
             .ok_or_else(|| Error::invalid_argument("action_result is missing"))?;
-        action_result_direct_digests(&result).map_err(|e| e.context("action_result"))?;
+        action_result_direct_digests(function, &result).map_err(|e| e.context("action_result"))?;
         self.cache.put(&req.instance_name, &digest, &result).await?;
         Ok(Response::new(result))
     }

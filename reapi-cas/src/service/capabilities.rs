@@ -4,7 +4,7 @@
 use reapi_core::proto::remote_execution as re;
 use reapi_core::proto::remote_execution::capabilities_server::Capabilities;
 use reapi_core::proto::semver::SemVer;
-use reapi_core::InstancePolicy;
+use reapi_core::{DigestFunction, InstancePolicy};
 use tonic::{Request, Response, Status};
 
 use super::MAX_BATCH_TOTAL_SIZE;
@@ -40,6 +40,10 @@ impl CapabilitiesService {
 
     pub fn capabilities(&self) -> re::ServerCapabilities {
         let sha256 = re::digest_function::Value::Sha256 as i32;
+        let served: Vec<i32> = DigestFunction::ALL
+            .iter()
+            .map(|f| f.proto_value())
+            .collect();
         let version = |minor| SemVer {
             major: 2,
             minor,
@@ -48,7 +52,7 @@ impl CapabilitiesService {
         };
         re::ServerCapabilities {
             cache_capabilities: Some(re::CacheCapabilities {
-                digest_functions: vec![sha256],
+                digest_functions: served.clone(),
                 action_cache_update_capabilities: Some(re::ActionCacheUpdateCapabilities {
                     update_enabled: true,
                 }),
@@ -72,9 +76,11 @@ impl CapabilitiesService {
                 .execution
                 .as_ref()
                 .map(|exec| re::ExecutionCapabilities {
-                    // Bazel compares this legacy field with its own function.
+                    // The legacy singular field: clients before REAPI 2.3
+                    // know one function and compare it with theirs; newer
+                    // ones read the list.
                     digest_function: sha256,
-                    digest_functions: vec![sha256],
+                    digest_functions: served,
                     exec_enabled: true,
                     execution_priority_capabilities: Some(re::PriorityCapabilities {
                         priorities: vec![re::priority_capabilities::PriorityRange {

@@ -42,10 +42,10 @@ impl CasService {
         CasService { store, instances }
     }
 
-    fn check(&self, instance: &str, digest_function: i32) -> Result<()> {
+    /// Checks the instance and returns the request's digest function.
+    fn check(&self, instance: &str, digest_function: i32) -> Result<DigestFunction> {
         self.instances.check(instance)?;
-        DigestFunction::from_proto(digest_function)?;
-        Ok(())
+        DigestFunction::from_proto(digest_function)
     }
 }
 
@@ -58,8 +58,11 @@ fn status_of(result: Result<()>) -> rpc::Status {
     }
 }
 
-fn parse_digests(digests: &[re::Digest]) -> Result<Vec<Digest>> {
-    digests.iter().map(Digest::from_proto).collect()
+fn parse_digests(function: DigestFunction, digests: &[re::Digest]) -> Result<Vec<Digest>> {
+    digests
+        .iter()
+        .map(|d| Digest::from_proto(function, d))
+        .collect()
 }
 
 type TreeStream = Pin<Box<dyn Stream<Item = Result<re::GetTreeResponse, Status>> + Send>>;
@@ -71,8 +74,8 @@ impl ContentAddressableStorage for CasService {
         request: Request<re::FindMissingBlobsRequest>,
     ) -> Result<Response<re::FindMissingBlobsResponse>, Status> {
         let req = request.into_inner();
-        self.check(&req.instance_name, req.digest_function)?;
-        let digests = parse_digests(&req.blob_digests)?;
+        let function = self.check(&req.instance_name, req.digest_function)?;
+        let digests = parse_digests(function, &req.blob_digests)?;
         let missing = self
             .store
             .find_missing(&req.instance_name, &digests)
@@ -98,7 +101,7 @@ impl ContentAddressableStorage for CasService {
         request: Request<re::BatchUpdateBlobsRequest>,
     ) -> Result<Response<re::BatchUpdateBlobsResponse>, Status> {
         let req = request.into_inner();
-        self.check(&req.instance_name, req.digest_function)?;
+        let function = self.check(&req.instance_name, req.digest_function)?;
         let size = req.encoded_len();
         let limit = MAX_BATCH_TOTAL_SIZE + BATCH_MESSAGE_HEADROOM;
         if size > limit {
@@ -113,7 +116,7 @@ impl ContentAddressableStorage for CasService {
         let updates = req.requests.into_iter().map(|blob| async move {
             let proto_digest = blob.digest.clone().unwrap_or_default();
             let result = async {
-                let digest = Digest::from_proto_field(blob.digest.as_ref(), "digest")?;
+                let digest = Digest::from_proto_field(function, blob.digest.as_ref(), "digest")?;
                 super::check_blob_size(self.store.as_ref(), &digest)?;
                 crate::metrics::cas_received(blob.data.len());
                 let data = match blob.compressor {
@@ -153,8 +156,8 @@ impl ContentAddressableStorage for CasService {
         request: Request<re::BatchReadBlobsRequest>,
     ) -> Result<Response<re::BatchReadBlobsResponse>, Status> {
         let req = request.into_inner();
-        self.check(&req.instance_name, req.digest_function)?;
-        let digests = parse_digests(&req.digests)?;
+        let function = self.check(&req.instance_name, req.digest_function)?;
+        let digests = parse_digests(function, &req.digests)?;
         let total: u64 = digests.iter().map(Digest::size).sum();
         if total > MAX_BATCH_TOTAL_SIZE as u64 {
             return Err(Error::invalid_argument(format!(
@@ -205,8 +208,8 @@ impl ContentAddressableStorage for CasService {
         request: Request<re::GetTreeRequest>,
     ) -> Result<Response<Self::GetTreeStream>, Status> {
         let req = request.into_inner();
-        self.check(&req.instance_name, req.digest_function)?;
-        let root = Digest::from_proto_field(req.root_digest.as_ref(), "root_digest")?;
+        let function = self.check(&req.instance_name, req.digest_function)?;
+        let root = Digest::from_proto_field(function, req.root_digest.as_ref(), "root_digest")?;
         let page_size = match usize::try_from(req.page_size) {
             Ok(0) => DEFAULT_TREE_PAGE,
             Ok(n) => n.min(MAX_TREE_PAGE),
@@ -295,9 +298,9 @@ impl ContentAddressableStorage for CasService {
         request: Request<re::SpliceBlobRequest>,
     ) -> Result<Response<re::SpliceBlobResponse>, Status> {
         let request = request.into_inner();
-        self.check(&request.instance_name, request.digest_function)?;
-        let blob = Digest::from_proto_field(request.blob_digest.as_ref(), "blob_digest")?;
-        let chunks = parse_digests(&request.chunk_digests)?;
+        let function = self.check(&request.instance_name, request.digest_function)?;
+        let blob = Digest::from_proto_field(function, request.blob_digest.as_ref(), "blob_digest")?;
+        let chunks = parse_digests(function, &request.chunk_digests)?;
         let instance = request.instance_name.as_str();
         if let Some(mut splice) = Splice::start(self.store.as_ref(), instance, blob).await? {
             splice.append(&chunks).await?;
@@ -317,17 +320,21 @@ impl ContentAddressableStorage for CasService {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("RegisterChunkMapping had no messages"))?;
-        self.check(&first.instance_name, first.digest_function)?;
-        let blob = Digest::from_proto_field(first.blob_digest.as_ref(), "blob_digest")?;
+        let function = self.check(&first.instance_name, first.digest_function)?;
+        let blob = Digest::from_proto_field(function, first.blob_digest.as_ref(), "blob_digest")?;
         let instance = first.instance_name.as_str();
         let Some(mut splice) = Splice::start(self.store.as_ref(), instance, blob).await? else {
             return Ok(Response::new(re::RegisterChunkMappingResponse {
                 blob_digest: Some(blob.to_proto()),
             }));
         };
-        splice.append(&parse_digests(&first.chunk_digests)?).await?;
+        splice
+            .append(&parse_digests(function, &first.chunk_digests)?)
+            .await?;
         while let Some(next) = stream.message().await? {
-            splice.append(&parse_digests(&next.chunk_digests)?).await?;
+            splice
+                .append(&parse_digests(function, &next.chunk_digests)?)
+                .await?;
         }
         splice.finish().await?;
         Ok(Response::new(re::RegisterChunkMappingResponse {
@@ -343,8 +350,8 @@ impl CasService {
         digest_function: i32,
         blob: Option<&re::Digest>,
     ) -> Result<Vec<Digest>> {
-        self.check(instance, digest_function)?;
-        let blob = Digest::from_proto_field(blob, "blob_digest")?;
+        let function = self.check(instance, digest_function)?;
+        let blob = Digest::from_proto_field(function, blob, "blob_digest")?;
         chunking::split(self.store.as_ref(), instance, &blob).await
     }
 }
@@ -395,8 +402,8 @@ impl TreeWalk {
                     "directory {digest} is not a valid Directory message: {e}"
                 ))
             })?;
-            let (_, subdirs) =
-                directory_children(&dir).with_context(|| format!("directory {digest}"))?;
+            let (_, subdirs) = directory_children(digest.function(), &dir)
+                .with_context(|| format!("directory {digest}"))?;
             for sub in subdirs {
                 if self.seen.insert(sub) {
                     self.queue.push_back(sub);

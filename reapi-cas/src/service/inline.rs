@@ -2,7 +2,7 @@
 //! GetActionResult and (REAPI 2.9) Execute requests may ask.
 
 use reapi_core::proto::remote_execution::{ActionResult, Digest as ProtoDigest};
-use reapi_core::{BlobStore, Digest};
+use reapi_core::{BlobStore, Digest, DigestFunction};
 
 /// Total bytes inlined into one response; what does not fit stays a digest
 /// for the client to fetch.
@@ -14,6 +14,8 @@ pub struct InlineRequest<'a> {
     pub stdout: bool,
     pub stderr: bool,
     pub output_files: &'a [String],
+    /// The function of the action's digest, which its outputs' share.
+    pub function: DigestFunction,
 }
 
 /// Fills `stdout_raw`, `stderr_raw` and output file `contents` while they fit
@@ -26,7 +28,7 @@ pub async fn inline_outputs(
 ) {
     let mut budget = MAX_INLINE_BYTES;
     let mut fits = |digest: Option<&ProtoDigest>| {
-        let digest = digest.and_then(|d| Digest::from_proto(d).ok())?;
+        let digest = digest.and_then(|d| Digest::from_proto(request.function, d).ok())?;
         if digest.size() > budget {
             return None;
         }

@@ -23,7 +23,7 @@ use reapi_core::proto::remote_execution::batch_update_blobs_request;
 use reapi_core::proto::remote_execution::content_addressable_storage_client::ContentAddressableStorageClient;
 use reapi_core::proto::remote_execution::{BatchUpdateBlobsRequest, FindMissingBlobsRequest};
 use reapi_core::resource_name::{ReadResource, WriteResource};
-use reapi_core::{Digest, DigestHasher, Error, Result};
+use reapi_core::{Digest, DigestFunction, DigestHasher, Error, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -102,18 +102,36 @@ impl GrpcStore {
 impl BlobStore for GrpcStore {
     async fn find_missing(&self, instance: &str, digests: &[Digest]) -> Result<Vec<Digest>> {
         let mut missing = Vec::new();
-        for batch in digests.chunks(FIND_MISSING_BATCH) {
-            let response = self
-                .cas()
-                .find_missing_blobs(FindMissingBlobsRequest {
-                    instance_name: instance.to_string(),
-                    blob_digests: batch.iter().map(Digest::to_proto).collect(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|s| self.error("FindMissingBlobs", s))?;
-            for digest in &response.get_ref().missing_blob_digests {
-                missing.push(Digest::from_proto(digest)?);
+        // A request names one digest function, so a mixed list is asked
+        // about function by function (in practice a list has one).
+        for function in DigestFunction::ALL {
+            let of_function: Vec<Digest>;
+            let asked = if digests.iter().all(|d| d.function() == function) {
+                digests
+            } else {
+                of_function = digests
+                    .iter()
+                    .filter(|d| d.function() == function)
+                    .copied()
+                    .collect();
+                &of_function
+            };
+            for batch in asked.chunks(FIND_MISSING_BATCH) {
+                let response = self
+                    .cas()
+                    .find_missing_blobs(FindMissingBlobsRequest {
+                        instance_name: instance.to_string(),
+                        blob_digests: batch.iter().map(Digest::to_proto).collect(),
+                        digest_function: function.proto_value(),
+                    })
+                    .await
+                    .map_err(|s| self.error("FindMissingBlobs", s))?;
+                for digest in &response.get_ref().missing_blob_digests {
+                    missing.push(Digest::from_proto(function, digest)?);
+                }
+            }
+            if asked.len() == digests.len() {
+                break;
             }
         }
         Ok(missing)
@@ -171,9 +189,7 @@ impl BlobStore for GrpcStore {
 
     async fn put(&self, instance: &str, digest: &Digest, data: Bytes) -> Result<()> {
         if self.verify_writes {
-            let mut hasher = DigestHasher::new();
-            hasher.update(&data);
-            hasher.verify(digest)?;
+            digest.verify_content(&data)?;
         }
         if digest.is_empty_blob() {
             return Ok(());
@@ -192,7 +208,7 @@ impl BlobStore for GrpcStore {
                     data: data.to_vec(),
                     ..Default::default()
                 }],
-                ..Default::default()
+                digest_function: digest.function().proto_value(),
             })
             .await
             .map_err(|s| self.error(&format!("writing {digest}"), s))?;
@@ -239,7 +255,7 @@ impl BlobStore for GrpcStore {
             target: self.target.clone(),
             resource,
             digest: *digest,
-            hasher: self.verify_writes.then(DigestHasher::new),
+            hasher: self.verify_writes.then(|| digest.function().hasher()),
             written: 0,
             chunks: Some(chunks),
             call: Some(call),

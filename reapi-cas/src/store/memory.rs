@@ -93,9 +93,7 @@ impl BlobStore for MemoryStore {
 
     async fn put(&self, instance: &str, digest: &Digest, data: Bytes) -> Result<()> {
         self.check_fits(digest)?;
-        let mut hasher = DigestHasher::new();
-        hasher.update(&data);
-        hasher.verify(digest)?;
+        digest.verify_content(&data)?;
         if !digest.is_empty_blob() {
             let weight = data.len() as u64;
             self.blobs
@@ -110,7 +108,7 @@ impl BlobStore for MemoryStore {
         Ok(Box::new(MemoryWriter {
             key: (Arc::from(instance), *digest),
             buffer: Vec::new(),
-            hasher: DigestHasher::new(),
+            hasher: digest.function().hasher(),
             blobs: self.blobs.clone(),
         }))
     }

@@ -202,6 +202,11 @@ pub struct LeaseOffer {
     /// the action's timeout plus time to lay out inputs and upload outputs.
     #[prost(message, optional, tag = "9")]
     pub deadline: Option<Timestamp>,
+    /// The function of `action_digest`, which every digest of the action
+    /// and its result shares (a `DigestFunction.Value`; 0 is SHA-256, as
+    /// from a scheduler that predates the field).
+    #[prost(int32, tag = "10")]
+    pub digest_function: i32,
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -160,8 +160,7 @@ impl ExecutableCache {
     }
 
     fn path_of(&self, digest: &Digest) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}", digest.hash_hex(), digest.size()))
+        self.dir.join(digest.storage_name())
     }
 }
 

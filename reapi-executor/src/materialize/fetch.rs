@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use reapi_core::input_tree::validate_directory;
 use reapi_core::proto::remote_execution::Directory;
-use reapi_core::{BlobStore, Digest, Error, ErrorExt, Result};
+use reapi_core::{BlobStore, Digest, DigestFunction, Error, ErrorExt, Result};
 use tonic::Code;
 
 use super::directory_cache::DirectoryCache;
@@ -86,6 +86,7 @@ impl TreeSource<'_> {
                     &mut plan,
                     &mut next,
                     &path,
+                    digest.function(),
                     &dir,
                     self.allow_absolute_symlinks,
                 )
@@ -156,12 +157,13 @@ impl TreeSource<'_> {
     }
 }
 
-/// Checks one directory at `path` and adds its entries to the plan and its
-/// subdirectories to the next level.
+/// Checks one directory at `path`, whose digest was made with `function`,
+/// and adds its entries to the plan and its subdirectories to the next level.
 fn add_directory(
     plan: &mut InputPlan,
     next: &mut Vec<(String, Digest)>,
     path: &str,
+    function: DigestFunction,
     dir: &Directory,
     allow_absolute_symlinks: bool,
 ) -> Result<()> {
@@ -170,7 +172,7 @@ fn add_directory(
         plan.directories.push(path.to_string());
     }
     for file in &dir.files {
-        let digest = Digest::from_proto_field(file.digest.as_ref(), "digest")?;
+        let digest = Digest::from_proto_field(function, file.digest.as_ref(), "digest")?;
         plan.files.push(PlannedFile {
             path: join(path, &file.name),
             digest,
@@ -184,7 +186,7 @@ fn add_directory(
         });
     }
     for child in &dir.directories {
-        let digest = Digest::from_proto_field(child.digest.as_ref(), "digest")?;
+        let digest = Digest::from_proto_field(function, child.digest.as_ref(), "digest")?;
         next.push((join(path, &child.name), digest));
     }
     Ok(())

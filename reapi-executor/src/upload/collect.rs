@@ -22,7 +22,7 @@ use std::path::Path;
 use reapi_core::proto::remote_execution::{
     ActionResult, OutputDirectory, OutputFile, OutputSymlink,
 };
-use reapi_core::{Digest, Error, ErrorExt, Result};
+use reapi_core::{DigestFunction, Error, ErrorExt, Result};
 
 use super::hash::FileHasher;
 use super::tree::build_tree;
@@ -31,14 +31,16 @@ use crate::command::{CommandSpec, OutputKind, OutputRequest};
 use crate::paths::lookup_no_follow;
 
 /// Describes the outputs under `root` and the command's stdout/stderr
-/// files; returns the result's output fields and every blob they name.
+/// files; returns the result's output fields and every blob they name,
+/// with digests made by `function` (the action digest's).
 pub fn collect(
+    function: DigestFunction,
     root: &Path,
     spec: &CommandSpec,
     stdout: &Path,
     stderr: &Path,
 ) -> Result<(ActionResult, Blobs)> {
-    let mut hasher = FileHasher::new();
+    let mut hasher = FileHasher::new(function);
     let mut blobs = Blobs::default();
     let mut result = ActionResult::default();
     for output in &spec.outputs {
@@ -52,7 +54,7 @@ pub fn collect(
         // A sandbox that never started the command may not have made the
         // file: that is an empty stream.
         let digest = match hasher.hash(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Digest::EMPTY,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => function.empty_digest(),
             hashed => hashed.with_context(|| format!("hashing {}", path.display()))?,
         };
         blobs.add_file(digest, path);
@@ -113,7 +115,7 @@ fn collect_one(
         let built = build_tree(&path, hasher, blobs)?;
         let tree_digest = spec.wants_trees.then(|| {
             let tree_bytes = bytes::Bytes::from(prost::Message::encode_to_vec(&built.tree));
-            let tree_digest = Digest::of_bytes(&tree_bytes);
+            let tree_digest = hasher.digest_of(&tree_bytes);
             blobs.add_bytes(tree_digest, tree_bytes);
             tree_digest.to_proto()
         });

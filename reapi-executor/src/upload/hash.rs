@@ -5,26 +5,32 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use reapi_core::{Digest, DigestHasher};
+use reapi_core::{Digest, DigestFunction};
 
 const BUFFER_BYTES: usize = 256 * 1024;
 
-/// Hashes files with one reusable buffer.
+/// Hashes files, and the messages that describe them, with one digest
+/// function (the action's) and one reusable buffer.
 pub struct FileHasher {
+    function: DigestFunction,
     buf: Vec<u8>,
 }
 
-impl Default for FileHasher {
-    fn default() -> Self {
-        FileHasher::new()
-    }
-}
-
 impl FileHasher {
-    pub fn new() -> Self {
+    pub fn new(function: DigestFunction) -> Self {
         FileHasher {
+            function,
             buf: vec![0; BUFFER_BYTES],
         }
+    }
+
+    pub fn function(&self) -> DigestFunction {
+        self.function
+    }
+
+    /// The digest of bytes in memory (an encoded `Directory` or `Tree`).
+    pub fn digest_of(&self, data: &[u8]) -> Digest {
+        self.function.digest_of(data)
     }
 
     /// The digest of the regular file at `path`; a symlink there is not
@@ -34,7 +40,7 @@ impl FileHasher {
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)?;
-        let mut hasher = DigestHasher::new();
+        let mut hasher = self.function.hasher();
         loop {
             match file.read(&mut self.buf) {
                 Ok(0) => break,
@@ -57,7 +63,7 @@ mod tests {
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("f"), &data).unwrap();
         std::fs::write(dir.path().join("e"), b"").unwrap();
-        let mut hasher = FileHasher::new();
+        let mut hasher = FileHasher::new(DigestFunction::Sha256);
         assert_eq!(
             hasher.hash(&dir.path().join("f")).unwrap(),
             Digest::of_bytes(&data)

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use reapi_core::proto::remote_execution::ActionResult;
-use reapi_core::{BlobStore, Digest, Error, Result};
+use reapi_core::{BlobStore, Digest, DigestFunction, Error, Result};
 
 use crate::command::CommandSpec;
 
@@ -67,8 +67,10 @@ impl Blobs {
 }
 
 /// Collects and uploads the outputs of a finished command whose input root
-/// is `root`; returns the result's output, stdout and stderr fields.
+/// is `root`; returns the result's output, stdout and stderr fields. Their
+/// digests are made with `function`, the action digest's.
 pub async fn upload_outputs(
+    function: DigestFunction,
     cas: &dyn BlobStore,
     instance: &str,
     root: &Path,
@@ -82,10 +84,11 @@ pub async fn upload_outputs(
         stdout.to_owned(),
         stderr.to_owned(),
     );
-    let (result, blobs) =
-        tokio::task::spawn_blocking(move || collect::collect(&root, &spec, &stdout, &stderr))
-            .await
-            .map_err(|e| Error::internal(format!("collecting outputs: {e}")))??;
+    let (result, blobs) = tokio::task::spawn_blocking(move || {
+        collect::collect(function, &root, &spec, &stdout, &stderr)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("collecting outputs: {e}")))??;
     send::upload_missing(cas, instance, &blobs).await?;
     Ok(result)
 }

@@ -40,7 +40,7 @@ pub fn build_tree(path: &Path, hasher: &mut FileHasher, blobs: &mut Blobs) -> Re
     };
     let root = walk.directory(path)?;
     let root_bytes = Bytes::from(root.encode_to_vec());
-    let root_digest = Digest::of_bytes(&root_bytes);
+    let root_digest = walk.hasher.digest_of(&root_bytes);
     let mut directories = std::mem::take(&mut walk.directories);
     if !walk.seen.contains(&root_digest) {
         directories.push((root_digest, root_bytes));
@@ -102,7 +102,7 @@ impl Walk<'_> {
             } else if kind.is_dir() {
                 let sub = self.directory(&child)?;
                 let bytes = Bytes::from(sub.encode_to_vec());
-                let digest = Digest::of_bytes(&bytes);
+                let digest = self.hasher.digest_of(&bytes);
                 if self.seen.insert(digest) {
                     self.children.push(sub);
                     self.directories.push((digest, bytes));

@@ -11,7 +11,7 @@ use reapi_core::cluster::WorkerMessage;
 use reapi_core::execution::{ExecutionJob, ExecutionOutcome, ExecutorClaim, ExecutorPool};
 use reapi_core::platform::Requirements;
 use reapi_core::proto::time;
-use reapi_core::{Digest, Error, Result};
+use reapi_core::{Digest, DigestFunction, Error, Result};
 use tokio::sync::oneshot;
 
 use super::{Inner, LinkId, RunningLease};
@@ -186,7 +186,9 @@ fn result_message(lease_id: u64, outcome: Result<ExecutionOutcome>) -> LeaseResu
 /// The job an offer describes; INVALID_ARGUMENT when a field is missing or
 /// malformed.
 pub fn job_from_offer(offer: &LeaseOffer) -> Result<ExecutionJob> {
-    let action_digest = Digest::from_proto_field(offer.action_digest.as_ref(), "action_digest")?;
+    let function = DigestFunction::from_proto(offer.digest_function)?;
+    let action_digest =
+        Digest::from_proto_field(function, offer.action_digest.as_ref(), "action_digest")?;
     let action = offer
         .action
         .clone()

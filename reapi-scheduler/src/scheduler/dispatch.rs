@@ -119,6 +119,7 @@ impl Scheduler {
             timeout: Some(time::to_proto_duration(op.action.timeout)),
             queued_at: Some(time::timestamp(op.queued_at)),
             deadline: Some(time::timestamp(self.lease_deadline(op.action.timeout))),
+            digest_function: op.action.action_digest.function().proto_value(),
         };
         state.set_phase(head.op, Phase::Leased(lease_id));
         state.leases.insert(

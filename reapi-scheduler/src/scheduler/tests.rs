@@ -154,7 +154,11 @@ impl ScriptedWorker {
 }
 
 fn digest_of(offer: &LeaseOffer) -> Digest {
-    Digest::from_proto(offer.action_digest.as_ref().unwrap()).unwrap()
+    Digest::from_proto(
+        reapi_core::DigestFunction::Sha256,
+        offer.action_digest.as_ref().unwrap(),
+    )
+    .unwrap()
 }
 
 fn start(config: SchedulerConfig) -> (Arc<Scheduler>, Arc<MemoryActionCache>) {

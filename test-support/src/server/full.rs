@@ -23,7 +23,7 @@ use super::Serving;
 use crate::action_cache::get_result;
 use crate::actions::ActionSpec;
 use crate::bytestream::read_blob;
-use crate::cas::upload;
+use crate::cas::upload_with;
 use crate::clients::{self, Ac, Bs, Caps, Cas, Exec, Ops};
 use crate::digests::PDigest;
 use crate::operations::{execute, execute_request, Run};
@@ -187,7 +187,13 @@ impl Server {
 
     pub async fn upload_action_to(&self, instance: &str, spec: &ActionSpec) -> PDigest {
         let built = spec.build();
-        upload(&mut self.cas(), instance, &built.blobs).await;
+        upload_with(
+            spec.digest_function,
+            &mut self.cas(),
+            instance,
+            &built.blobs,
+        )
+        .await;
         built.action_digest
     }
 

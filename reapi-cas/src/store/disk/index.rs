@@ -2,15 +2,16 @@
 //! was last used.
 //!
 //! Compact and sharded. An entry is 44 bytes (a 40-byte [`Key`] holding the
-//! hash, a 48-bit size and a 16-bit instance id, plus a 32-bit tick), kept in
+//! hash, a 47-bit size, the digest function's bit and a 16-bit instance id,
+//! plus a 32-bit tick), kept in
 //! one of [`SHARDS`] `HashMap`s, each behind its own mutex and selected by a
-//! hash byte that the map's own hasher does not use. Hashes are SHA-256 of
-//! verified content, so the map hashes with the first 8 hash bytes directly
+//! hash byte that the map's own hasher does not use. Hashes are SHA-256 or
+//! BLAKE3 of verified content, so the map hashes with the first 8 hash bytes directly
 //! (lookups of arbitrary client digests only probe; inserts are verified).
 //! Each slot costs 45 bytes (entry plus control byte) and tables are 44 % to
 //! 87 % full, so 51 to 103 bytes per blob; 94.4 at 1 M blobs (measured by
 //! `index_bytes_per_blob`). The limits that buy this: 65 536 instance names
-//! and blobs under 256 TiB per store.
+//! and blobs under 128 TiB per store.
 //!
 //! A request takes one tick (`find_missing` one per batch).
 //! Ages are 32-bit ticks of a global 64-bit clock that advances once per
@@ -24,7 +25,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use reapi_core::digest::{Digest, HASH_LEN};
+use reapi_core::digest::{Digest, DigestFunction, HASH_LEN};
 
 use super::instances::InstanceId;
 
@@ -50,13 +51,18 @@ const AGE_BUCKET_SHIFT: u32 = 15;
 pub(super) struct Key {
     hash: [u8; HASH_LEN],
     size_lo: u32,
+    /// The size's bits 32 to 46, and [`BLAKE3_BIT`] for a BLAKE3 digest.
     size_hi: u16,
     instance: InstanceId,
 }
 
+/// The bit of `Key::size_hi` that marks a BLAKE3 digest: the function is
+/// part of a blob's identity, and the hash alone does not say it.
+const BLAKE3_BIT: u16 = 1 << 15;
+
 impl Key {
-    /// The largest blob size a key can hold (256 TiB).
-    pub(super) const MAX_SIZE: u64 = (1 << 48) - 1;
+    /// The largest blob size a key can hold (128 TiB).
+    pub(super) const MAX_SIZE: u64 = (1 << 47) - 1;
 
     /// `None` when the size does not fit in 48 bits: such a blob is never
     /// stored.
@@ -65,16 +71,28 @@ impl Key {
         if size > Self::MAX_SIZE {
             return None;
         }
+        let function_bit = match digest.function() {
+            DigestFunction::Sha256 => 0,
+            DigestFunction::Blake3 => BLAKE3_BIT,
+        };
         Some(Key {
             hash: *digest.hash(),
             size_lo: size as u32,
-            size_hi: (size >> 32) as u16,
+            size_hi: (size >> 32) as u16 | function_bit,
             instance,
         })
     }
 
     pub(super) fn size(&self) -> u64 {
-        u64::from(self.size_lo) | (u64::from(self.size_hi) << 32)
+        u64::from(self.size_lo) | (u64::from(self.size_hi & !BLAKE3_BIT) << 32)
+    }
+
+    fn function(&self) -> DigestFunction {
+        if self.size_hi & BLAKE3_BIT == 0 {
+            DigestFunction::Sha256
+        } else {
+            DigestFunction::Blake3
+        }
     }
 
     pub(super) fn instance(&self) -> InstanceId {
@@ -82,7 +100,7 @@ impl Key {
     }
 
     pub(super) fn digest(&self) -> Digest {
-        Digest::new(self.hash, self.size())
+        Digest::new(self.function(), self.hash, self.size())
     }
 
     fn shard(&self) -> usize {
@@ -420,7 +438,7 @@ mod tests {
 
     fn key(n: u32, size: u64) -> Key {
         let d = Digest::of_bytes(&n.to_le_bytes());
-        Key::new(0, &Digest::new(*d.hash(), size)).unwrap()
+        Key::new(0, &Digest::new(DigestFunction::Sha256, *d.hash(), size)).unwrap()
     }
 
     #[test]
@@ -431,12 +449,25 @@ mod tests {
 
     #[test]
     fn key_round_trips_digest_and_instance() {
-        let d = Digest::new(*Digest::of_bytes(b"x").hash(), Key::MAX_SIZE);
+        let d = Digest::new(
+            DigestFunction::Sha256,
+            *Digest::of_bytes(b"x").hash(),
+            Key::MAX_SIZE,
+        );
         let k = Key::new(7, &d).unwrap();
         assert_eq!(k.digest(), d);
         assert_eq!(k.instance(), 7);
-        assert!(Key::new(0, &Digest::new(*d.hash(), Key::MAX_SIZE + 1)).is_none());
+        assert!(Key::new(
+            0,
+            &Digest::new(DigestFunction::Sha256, *d.hash(), Key::MAX_SIZE + 1)
+        )
+        .is_none());
         assert_ne!(Key::new(1, &d), Key::new(2, &d));
+        let blake = Digest::new(DigestFunction::Blake3, *d.hash(), Key::MAX_SIZE);
+        let kb = Key::new(7, &blake).unwrap();
+        assert_eq!(kb.digest(), blake);
+        assert_eq!(kb.size(), Key::MAX_SIZE);
+        assert_ne!(kb, k, "one hash under two functions is two blobs");
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use reapi_core::digest::{Digest, HASH_LEN};
+use reapi_core::digest::Digest;
 
 use crate::instance_dir;
 
@@ -54,23 +54,17 @@ pub(super) fn is_shard_dir_name(name: &str) -> bool {
     name.len() == 2 && name.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The file name of a content file: `{hash}-{size}`.
+/// The file name of a content file: `{hash}-{size}` for SHA-256,
+/// `{function}-{hash}-{size}` for other functions (see
+/// [`Digest::storage_name`]).
 pub(super) fn blob_file_name(digest: &Digest) -> String {
-    format!("{}-{}", digest.hash_hex(), digest.size())
+    digest.storage_name()
 }
 
-/// Parses a content file name; `None` when malformed.
+/// Parses a content file name; `None` when malformed or not canonical, so
+/// each digest has exactly one file name.
 pub(super) fn parse_blob_file_name(name: &str) -> Option<Digest> {
-    let (hash, size) = name.split_once('-')?;
-    if hash.len() != HASH_LEN * 2 {
-        return None;
-    }
-    // Canonical decimal only, so each digest has exactly one file name.
-    if size.is_empty() || (size.len() > 1 && size.starts_with('0')) {
-        return None;
-    }
-    let size = reapi_core::digest::parse_size(size).ok()?;
-    Digest::from_hex(hash, size).ok()
+    Digest::parse_storage_name(name)
 }
 
 /// The content file of `digest` in the instance directory `instance_dir`.
@@ -138,6 +132,11 @@ mod tests {
             assert_eq!(parse_blob_file_name(&bad), None, "{bad}");
         }
         assert!(parse_blob_file_name(&format!("{}-0", Digest::EMPTY.hash_hex())).is_some());
+        let blake = reapi_core::DigestFunction::Blake3.digest_of(b"hello");
+        let name = blob_file_name(&blake);
+        assert_eq!(name, format!("blake3-{}-5", blake.hash_hex()));
+        assert_eq!(parse_blob_file_name(&name), Some(blake));
+        assert_eq!(parse_blob_file_name(&format!("sha256-{hash}-5")), None);
         for bad in ["2C", "2", "2cc", "zz", ".."] {
             assert!(!is_shard_dir_name(bad), "{bad}");
         }

@@ -366,7 +366,7 @@ mod tests {
                     for i in (t..n).step_by(threads as usize) {
                         let size = 1 + i % 128;
                         let hash = *Digest::of_bytes(&i.to_le_bytes()).hash();
-                        let digest = Digest::new(hash, size);
+                        let digest = Digest::new(reapi_core::DigestFunction::Sha256, hash, size);
                         let path = layout::blob_path(instance_dir, &digest);
                         let mut file = fs::File::create(&path).unwrap();
                         file.write_all(&body[..size as usize]).unwrap();

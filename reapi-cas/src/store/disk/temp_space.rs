@@ -257,7 +257,7 @@ mod tests {
     use super::*;
 
     fn digest(n: u8) -> Digest {
-        Digest::new([n; 32], 100)
+        Digest::new(reapi_core::DigestFunction::Sha256, [n; 32], 100)
     }
 
     fn suspended(dir: &Path, space: &Arc<TempSpace>, n: u8, bytes: u64) -> Arc<TempFile> {

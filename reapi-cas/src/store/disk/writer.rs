@@ -137,10 +137,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Inner {
     /// The whole-buffer write: verify, write, sync, install.
     pub(super) fn put_blocking(&self, instance: &str, digest: &Digest, data: &[u8]) -> Result<()> {
-        let mut hasher = DigestHasher::new();
-        hasher.update(data);
-        hasher
-            .verify(digest)
+        digest
+            .verify_content(data)
             .with_context(|| format!("storing blob in instance {instance:?}"))?;
         if digest.is_empty_blob() {
             return Ok(());
@@ -272,7 +270,7 @@ impl DiskWriter {
             buffered_len: 0,
             temp,
             suspended: false,
-            hasher: Some(DigestHasher::new()),
+            hasher: Some(digest.function().hasher()),
             hashing: None,
             sink: Some(FileSink::new(&digest)),
             writing: None,
@@ -372,7 +370,7 @@ impl DiskWriter {
             Resumed::GivenUp => {
                 tracing::debug!(blob = %self.digest, "resumed upload starts again: its data were dropped for room");
                 self.received = 0;
-                self.hasher = Some(DigestHasher::new());
+                self.hasher = Some(self.digest.function().hasher());
                 self.sink = Some(FileSink::new(&self.digest));
                 self.temp = Some(Arc::new(self.inner.temp_file(&self.digest)));
             }

@@ -52,14 +52,13 @@ impl Keys {
     /// instance name makes it longer than GCS allows.
     pub(super) fn blob(&self, instance: &str, digest: &Digest) -> Result<String> {
         let name = if instance.is_empty() {
-            format!("{}cas/{}-{}", self.prefix, digest.hash_hex(), digest.size())
+            format!("{}cas/{}", self.prefix, digest.storage_name())
         } else {
             format!(
-                "{}instances/{}/cas/{}-{}",
+                "{}instances/{}/cas/{}",
                 self.prefix,
                 instance_dir::encode(instance),
-                digest.hash_hex(),
-                digest.size()
+                digest.storage_name()
             )
         };
         if name.len() > MAX_OBJECT_NAME {
@@ -98,6 +97,11 @@ mod tests {
         let d = Digest::of_bytes(b"hello");
         let h = d.hash_hex();
         assert_eq!(Keys::new("").blob("", &d).unwrap(), format!("cas/{h}-5"));
+        let blake = reapi_core::DigestFunction::Blake3.digest_of(b"hello");
+        assert_eq!(
+            Keys::new("").blob("", &blake).unwrap(),
+            format!("cas/blake3-{}-5", blake.hash_hex())
+        );
         assert_eq!(
             Keys::new("/p/q/").blob("", &d).unwrap(),
             format!("p/q/cas/{h}-5")

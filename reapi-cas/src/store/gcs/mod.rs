@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use reapi_core::blob_store::{collect_stream, BlobStore, BlobWriter, ChunkStream};
-use reapi_core::{Digest, DigestHasher, ErrorExt, Result};
+use reapi_core::{Digest, ErrorExt, Result};
 
 use super::gcs_config as config;
 pub use super::gcs_config::{GcsConfig, CHUNK_GRANULARITY, DEFAULT_ENDPOINT};
@@ -151,9 +151,7 @@ impl BlobStore for GcsStore {
     }
 
     async fn put(&self, instance: &str, digest: &Digest, data: Bytes) -> Result<()> {
-        let mut hasher = DigestHasher::new();
-        hasher.update(&data);
-        hasher.verify(digest)?;
+        digest.verify_content(&data)?;
         if digest.is_empty_blob() {
             return Ok(());
         }

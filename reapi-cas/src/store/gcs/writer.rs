@@ -53,7 +53,7 @@ impl GcsWriter {
             client,
             name,
             digest,
-            hasher: DigestHasher::new(),
+            hasher: digest.function().hasher(),
             buffer: BytesMut::with_capacity(capacity),
             chunk_size,
             session: None,

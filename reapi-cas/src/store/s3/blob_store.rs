@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use reapi_core::blob_store::{collect_stream, BlobStore, BlobWriter, ChunkStream};
-use reapi_core::{Digest, DigestHasher, Result};
+use reapi_core::{Digest, Result};
 use tonic::Code;
 
 use super::error::{sdk_error, Op};
@@ -64,9 +64,7 @@ impl BlobStore for S3Store {
 
     async fn put(&self, instance: &str, digest: &Digest, data: Bytes) -> Result<()> {
         let key = self.keys.blob(instance, digest)?;
-        let mut hasher = DigestHasher::new();
-        hasher.update(&data);
-        hasher.verify(digest)?;
+        digest.verify_content(&data)?;
         if digest.is_empty_blob() {
             return Ok(());
         }

@@ -30,7 +30,7 @@ impl KeyLayout {
     /// The key of a blob; INVALID_ARGUMENT for an instance name too long
     /// to be one component.
     pub fn blob(&self, instance: &str, digest: &Digest) -> Result<String> {
-        let name = format!("cas/{}-{}", digest.hash_hex(), digest.size());
+        let name = format!("cas/{}", digest.storage_name());
         if instance.is_empty() {
             return Ok(self.object(&name));
         }
@@ -70,6 +70,11 @@ mod tests {
             format!("reapi/instances/main/cas/{h}-5")
         );
         assert_eq!(prefixed.object("ac/x"), "reapi/ac/x");
+        let blake = reapi_core::DigestFunction::Blake3.digest_of(b"hello");
+        assert_eq!(
+            root.blob("", &blake).unwrap(),
+            format!("cas/blake3-{}-5", blake.hash_hex())
+        );
     }
 
     #[test]

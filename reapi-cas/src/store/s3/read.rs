@@ -83,7 +83,7 @@ fn body_stream(
     let state = Body {
         body,
         remaining: expected,
-        verify: verify.map(|d| (DigestHasher::new(), d)),
+        verify: verify.map(|d| (d.function().hasher(), d)),
         context,
         done: false,
     };

@@ -39,7 +39,7 @@ impl S3Writer {
         S3Writer {
             target,
             digest,
-            hasher: DigestHasher::new(),
+            hasher: digest.function().hasher(),
             buffer: BytesMut::new(),
             part_size,
             upload: None,
