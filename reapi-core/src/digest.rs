@@ -94,9 +94,13 @@ impl DigestFunction {
 
     /// The digest of a buffer held in memory.
     pub fn digest_of(self, data: &[u8]) -> Digest {
-        let mut hasher = self.hasher();
-        hasher.update(data);
-        hasher.finish()
+        // One-shot calls: no boxed streaming state for the many small
+        // messages hashed this way.
+        let hash = match self {
+            DigestFunction::Sha256 => Sha256::digest(data).into(),
+            DigestFunction::Blake3 => *blake3::hash(data).as_bytes(),
+        };
+        Digest::new(self, hash, data.len() as u64)
     }
 
     /// The digest of a message as it is encoded on the wire.

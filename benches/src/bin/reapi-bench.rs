@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use reapi_benches::limits::{limits, LimitsArgs};
 use reapi_benches::options::Common;
 use reapi_benches::report::{print_table, write_json, Output, Report};
-use reapi_benches::scenarios::{ac, batch, cas, dispatch, execute, find_missing, zstd};
+use reapi_benches::scenarios::{
+    ac, batch, cas, digest_functions, dispatch, execute, find_missing, zstd,
+};
 use reapi_benches::summary::{summarize, SummarizeArgs};
 
 #[derive(Parser, Debug)]
@@ -45,6 +47,9 @@ enum Command {
     /// ByteStream write and read of one compressible blob, plain and
     /// zstd-compressed; prints a Markdown table.
     CasZstd(zstd::ZstdArgs),
+    /// ByteStream and batch writes under SHA-256 and BLAKE3 in alternation;
+    /// prints a Markdown table.
+    CasDigest(digest_functions::DigestArgs),
     /// Measures this machine's limits (loopback, SHA-256, spawn, synced
     /// commits).
     Limits(LimitsArgs),
@@ -73,6 +78,12 @@ fn main() -> ExitCode {
         }
         Command::CasZstd(args) => {
             return match runtime.block_on(zstd::zstd(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
+        Command::CasDigest(args) => {
+            return match runtime.block_on(digest_functions::digest_functions(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }

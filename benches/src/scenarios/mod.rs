@@ -3,6 +3,7 @@
 pub mod ac;
 pub mod batch;
 pub mod cas;
+pub mod digest_functions;
 pub mod dispatch;
 pub mod execute;
 pub mod find_missing;

@@ -13,6 +13,7 @@ use clap::Args;
 use reapi_core::proto::bytestream::{ReadRequest, WriteRequest};
 use reapi_core::Digest;
 
+use crate::client::Clients;
 use crate::content::run_nonce;
 use crate::options::{instance_prefix, Common};
 use crate::procfs;
@@ -94,7 +95,7 @@ fn build_output(source: &Path, size: usize) -> Result<Vec<u8>, String> {
     Ok(blob)
 }
 
-fn server_cpu(pid: Option<u32>) -> f64 {
+pub(crate) fn server_cpu(pid: Option<u32>) -> f64 {
     procfs::sample(pid).map_or(0.0, |s| s.cpu_seconds)
 }
 
@@ -146,19 +147,13 @@ pub async fn zstd(args: ZstdArgs) -> Result<(), String> {
                     blob,
                 )
             };
-            let requests = write_requests(name, &payload);
-            let cpu = server_cpu(c.server_pid);
-            let start = Instant::now();
-            clients
-                .bytestream(0)
-                .write(futures::stream::iter(requests))
-                .await
-                .map_err(|s| format!("Write {digest}: {}: {}", s.code(), s.message()))?;
+            let (seconds, cpu) =
+                timed_write(&clients, name, &payload, &digest, c.server_pid).await?;
             let tally = Tally {
-                seconds: start.elapsed().as_secs_f64(),
+                seconds,
                 wire_bytes: payload.len() as u64,
                 blob_bytes: size as u64,
-                server_cpu: server_cpu(c.server_pid) - cpu,
+                server_cpu: cpu,
             };
             if compressed {
                 write_zstd.add(tally);
@@ -238,6 +233,26 @@ pub async fn zstd(args: ZstdArgs) -> Result<(), String> {
         read_zstd.line("read, zstd (server compresses, level 1)")
     );
     Ok(())
+}
+
+/// Writes `payload` as the ByteStream resource `name`; the seconds it took
+/// and the server's CPU seconds meanwhile (0 without `server_pid`).
+pub(crate) async fn timed_write(
+    clients: &Clients,
+    name: String,
+    payload: &[u8],
+    digest: &Digest,
+    server_pid: Option<u32>,
+) -> Result<(f64, f64), String> {
+    let requests = write_requests(name, payload);
+    let cpu = server_cpu(server_pid);
+    let start = Instant::now();
+    clients
+        .bytestream(0)
+        .write(futures::stream::iter(requests))
+        .await
+        .map_err(|s| format!("Write {digest}: {}: {}", s.code(), s.message()))?;
+    Ok((start.elapsed().as_secs_f64(), server_cpu(server_pid) - cpu))
 }
 
 fn write_requests(name: String, payload: &[u8]) -> Vec<WriteRequest> {
