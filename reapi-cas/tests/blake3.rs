@@ -113,6 +113,15 @@ async fn blake3_blobs_are_found_and_read_under_blake3_only() {
             vec![dig(&blob)]
         );
 
+        // The empty blob is always present, under each function's digest.
+        let empty = [dig_blake3(b""), dig(b"")];
+        assert!(find_missing(&mut cas, blake3(), &empty[..1])
+            .await
+            .is_empty());
+        assert!(find_missing(&mut cas, sha256(), &empty[1..])
+            .await
+            .is_empty());
+
         let found = batch_read(&mut cas, blake3(), &d3).await;
         assert_eq!(rpc_code(&found.status), Code::Ok);
         assert_eq!(found.data, blob);
