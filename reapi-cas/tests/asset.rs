@@ -239,6 +239,118 @@ async fn each_fetch_failure_is_reported_with_its_code() {
     assert_eq!(response.blob_digest, Some(dig(b"moved here")));
 }
 
+const TOKEN: &str = "Bearer t0ken";
+
+fn authorized(body: &[u8]) -> Route {
+    Route::Authorized {
+        name: "Authorization".into(),
+        value: TOKEN.into(),
+        body: body.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn header_qualifiers_go_to_the_uris_origin_only() {
+    let body = b"behind a login".to_vec();
+    let mut origin = Origin::start(&[
+        ("/private", authorized(&body)),
+        ("/hop", Route::Redirect("/private".into())),
+    ]);
+    let private = origin.url("/private");
+    let elsewhere = Origin::start(&[("/away", Route::Redirect(private.clone()))]);
+    let server = serve(true).await;
+    let sri = qualifier(CHECKSUM_SRI, &sha256_sri(&body));
+    let global = qualifier("http_header:Authorization", TOKEN);
+    let per_uri = qualifier("http_header_url:0:Authorization", TOKEN);
+    let wrong_global = qualifier("http_header:Authorization", "Bearer wrong");
+    let canonical = |id: &str| qualifier(CANONICAL_ID, id);
+
+    let cases = [
+        // Without the header the origin refuses.
+        (
+            vec![private.clone()],
+            vec![canonical("1")],
+            Code::PermissionDenied,
+        ),
+        (
+            vec![private.clone()],
+            vec![canonical("2"), global.clone()],
+            Code::Ok,
+        ),
+        // A redirect on the same origin keeps the headers...
+        (
+            vec![origin.url("/hop")],
+            vec![canonical("3"), per_uri.clone()],
+            Code::Ok,
+        ),
+        // ... one from another origin does not get them.
+        (
+            vec![elsewhere.url("/away")],
+            vec![canonical("4"), global.clone()],
+            Code::PermissionDenied,
+        ),
+        // A URI's own header wins over the global one.
+        (
+            vec![private.clone()],
+            vec![canonical("5"), wrong_global, per_uri.clone()],
+            Code::Ok,
+        ),
+        // The second URI's header is not sent to the first.
+        (
+            vec![private.clone(), origin.url("/hop")],
+            vec![
+                canonical("6"),
+                qualifier("http_header_url:1:Authorization", TOKEN),
+            ],
+            Code::Ok,
+        ),
+    ];
+    for (uris, qualifiers, code) in cases {
+        let what = format!(
+            "{uris:?} {:?}",
+            qualifiers.iter().map(|q| &q.name).collect::<Vec<_>>()
+        );
+        let response = fetch(&server.channel, fetch_request(&uris, qualifiers)).await;
+        assert_eq!(code_of(&response), code, "{what}: {response:?}");
+        if code == Code::Ok {
+            assert_eq!(response.blob_digest, Some(dig(&body)), "{what}");
+            // The last URI answered (in case 6, after the first refused).
+            assert_eq!(Some(&response.uri), uris.last(), "{what}");
+        }
+    }
+    // With a checksum, a fetch made with headers is remembered, and
+    // answers later requests without them.
+    let with_sri = fetch(
+        &server.channel,
+        fetch_request(
+            std::slice::from_ref(&private),
+            vec![sri.clone(), global.clone()],
+        ),
+    )
+    .await;
+    assert_eq!(code_of(&with_sri), Code::Ok, "{with_sri:?}");
+    origin.stop();
+    let later = fetch(&server.channel, fetch_request(&[private], vec![sri])).await;
+    assert_eq!(later.blob_digest, Some(dig(&body)));
+}
+
+#[tokio::test]
+async fn fetches_with_headers_and_no_checksum_are_not_remembered() {
+    let body = b"private and unchecked".to_vec();
+    let origin = Origin::start(&[("/p", authorized(&body))]);
+    let server = serve(true).await;
+    let uris = vec![origin.url("/p")];
+    let with_token = vec![qualifier("http_header:Authorization", TOKEN)];
+    for hits in [1, 2] {
+        let response = fetch(&server.channel, fetch_request(&uris, with_token.clone())).await;
+        assert_eq!(code_of(&response), Code::Ok, "{response:?}");
+        assert_eq!(origin.hits(), hits, "downloaded every time");
+    }
+    // And a client without the token is not answered from it.
+    let without = fetch(&server.channel, fetch_request(&uris, vec![])).await;
+    assert_eq!(code_of(&without), Code::PermissionDenied, "{without:?}");
+}
+
 #[tokio::test]
 async fn malformed_requests_are_invalid_arguments() {
     let server = serve(true).await;
@@ -256,6 +368,21 @@ async fn malformed_requests_are_invalid_arguments() {
             "checksum.sri",
         ),
         (md5, "MD5"),
+        (
+            fetch_request(&uri, vec![qualifier("http_header:Range", "bytes=0-9")]),
+            "http_header:Range",
+        ),
+        (
+            fetch_request(
+                &uri,
+                vec![qualifier("http_header_url:1:Authorization", "t")],
+            ),
+            "the request has 1 URIs",
+        ),
+        (
+            fetch_request(&uri, vec![qualifier("bazel.auth_headers", "{}")]),
+            "unsupported qualifiers: bazel.auth_headers",
+        ),
     ] {
         let status = FetchClient::new(server.channel.clone())
             .fetch_blob(request)

@@ -22,6 +22,13 @@ pub enum Route {
     Status(u16),
     /// 200 with this body, after waiting.
     Slow(Duration, Vec<u8>),
+    /// 200 with this body when the request has the header `name: value`
+    /// (name in any case), else 401.
+    Authorized {
+        name: String,
+        value: String,
+        body: Vec<u8>,
+    },
 }
 
 pub struct Origin {
@@ -106,13 +113,18 @@ fn answer(stream: TcpStream, routes: &HashMap<String, Route>, hits: &AtomicUsize
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
-    // The headers, up to the blank line.
+    // The headers, up to the blank line, as (lowercase name, value).
+    let mut headers = Vec::new();
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) if line == "\r\n" || line == "\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((name, value)) = line.split_once(':') {
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                }
+            }
         }
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
@@ -124,6 +136,14 @@ fn answer(stream: TcpStream, routes: &HashMap<String, Route>, hits: &AtomicUsize
         Some(Route::Slow(wait, body)) => {
             std::thread::sleep(*wait);
             (200, None, body.clone())
+        }
+        Some(Route::Authorized { name, value, body }) => {
+            let wanted = (name.to_ascii_lowercase(), value.clone());
+            if headers.contains(&wanted) {
+                (200, None, body.clone())
+            } else {
+                (401, None, Vec::new())
+            }
         }
         None => (404, None, Vec::new()),
     };

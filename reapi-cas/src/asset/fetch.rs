@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Empty};
 use hyper_rustls::ConfigBuilderExt;
 use reapi_core::digest::DigestFunction;
@@ -104,7 +105,8 @@ impl Fetcher {
     }
 
     /// Downloads `uri` into the CAS of `instance` and returns its digest,
-    /// made with `function`.
+    /// made with `function`. `headers` go with the request to the URI's
+    /// origin, and with redirects that stay on it.
     /// Errors carry the code FetchBlob reports: PERMISSION_DENIED for a
     /// host not allowed or an origin refusing, NOT_FOUND, DEADLINE_EXCEEDED,
     /// RESOURCE_EXHAUSTED over the size limit, ABORTED for a checksum
@@ -114,17 +116,19 @@ impl Fetcher {
         instance: &str,
         function: DigestFunction,
         uri: &str,
+        headers: &[(HeaderName, HeaderValue)],
         checksum: Option<&Checksum>,
         timeout: Option<Duration>,
     ) -> Result<Digest> {
         let limit = timeout.map_or(self.policy.timeout, |t| t.min(self.policy.timeout));
         let deadline = Instant::now() + limit;
         let download = Download::new(&self.policy.scratch_dir, function);
-        let fetched = tokio::time::timeout_at(deadline, self.download(uri, &download, checksum))
-            .await
-            .map_err(|_| {
-                Error::deadline_exceeded(format!("fetching {uri} took longer than {limit:?}"))
-            })??;
+        let fetched =
+            tokio::time::timeout_at(deadline, self.download(uri, headers, &download, checksum))
+                .await
+                .map_err(|_| {
+                    Error::deadline_exceeded(format!("fetching {uri} took longer than {limit:?}"))
+                })??;
         self.store_download(instance, &download, &fetched).await?;
         Ok(fetched)
     }
@@ -132,18 +136,27 @@ impl Fetcher {
     async fn download(
         &self,
         uri: &str,
+        headers: &[(HeaderName, HeaderValue)],
         download: &Download,
         checksum: Option<&Checksum>,
     ) -> Result<Digest> {
         let mut current: http::Uri = uri
             .parse()
             .map_err(|e| Error::invalid_argument(format!("URI {uri:?}: {e}")))?;
+        let origin = (current.scheme().cloned(), current.authority().cloned());
         for _ in 0..=MAX_REDIRECTS {
             self.check_allowed(&current)?;
-            let request = http::Request::get(current.clone())
+            let mut request = http::Request::get(current.clone())
                 .header(http::header::USER_AGENT, "reapi-asset-fetch")
                 .body(Empty::new())
                 .map_err(|e| Error::invalid_argument(format!("URI {current}: {e}")))?;
+            // The client's headers are usually its credentials for this
+            // origin: a redirect elsewhere does not get them.
+            if (current.scheme().cloned(), current.authority().cloned()) == origin {
+                for (name, value) in headers {
+                    request.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
             let response = self.client.request(request).await.map_err(|e| {
                 Error::unavailable(format!("fetching {current}: {}", error_chain(&e)))
             })?;

@@ -6,6 +6,7 @@
 
 pub mod associations;
 pub mod fetch;
+pub mod headers;
 pub mod qualifiers;
 pub mod service;
 

@@ -1,14 +1,17 @@
 //! The qualifiers of a Remote Asset request: which this server understands
 //! (`checksum.sri`, checked against what it fetches; `bazel.canonical_id`,
 //! Bazel's cache key for a download, kept only as part of the asset's
-//! identity), and the refusal, naming them, of any other: the spec asks a
-//! server to refuse qualifiers it does not support rather than ignore a
-//! constraint the client relies on.
+//! identity; `http_header:` and `http_header_url:`, headers for the
+//! download, see [`super::headers`]), and the refusal, naming them, of any
+//! other: the spec asks a server to refuse qualifiers it does not support
+//! rather than ignore a constraint the client relies on.
 
 use base64::Engine as _;
 use reapi_core::proto::remote_asset as re_asset;
 use reapi_core::{Error, Result};
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
+
+use super::headers::FetchHeaders;
 
 /// Qualifier names this server supports.
 pub const CHECKSUM_SRI: &str = "checksum.sri";
@@ -20,8 +23,11 @@ const SUPPORTED: [&str; 2] = [CHECKSUM_SRI, CANONICAL_ID];
 pub struct Qualifiers {
     /// The checksum fetched content must have.
     pub checksum: Option<Checksum>,
-    /// Every qualifier, sorted by name: part of an asset's identity.
+    /// Every qualifier but the headers, sorted by name: the asset's
+    /// identity beside its URI.
     pub all: Vec<(String, String)>,
+    /// Headers to send with the download; not part of the identity.
+    pub headers: FetchHeaders,
 }
 
 /// A Subresource Integrity hash: the strongest one of an SRI value that
@@ -108,17 +114,22 @@ impl ChecksumHasher {
 /// Reads `qualifiers`; unsupported or repeated names and unreadable values
 /// are INVALID_ARGUMENT naming them.
 pub fn parse(qualifiers: &[re_asset::Qualifier]) -> Result<Qualifiers> {
-    let mut all: Vec<(String, String)> = qualifiers
-        .iter()
-        .map(|q| (q.name.clone(), q.value.clone()))
-        .collect();
-    all.sort();
-    if let Some(pair) = all.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+    let mut names: Vec<&str> = qualifiers.iter().map(|q| q.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
         return Err(Error::invalid_argument(format!(
             "qualifier {:?} is given more than once",
-            pair[0].0
+            pair[0]
         )));
     }
+    let mut headers = FetchHeaders::default();
+    let mut all = Vec::new();
+    for q in qualifiers {
+        if !headers.take(&q.name, &q.value)? {
+            all.push((q.name.clone(), q.value.clone()));
+        }
+    }
+    all.sort();
     let unsupported: Vec<&str> = all
         .iter()
         .map(|(name, _)| name.as_str())
@@ -126,7 +137,8 @@ pub fn parse(qualifiers: &[re_asset::Qualifier]) -> Result<Qualifiers> {
         .collect();
     if !unsupported.is_empty() {
         return Err(Error::invalid_argument(format!(
-            "unsupported qualifiers: {} (this server supports {})",
+            "unsupported qualifiers: {} (this server supports {}, http_header:NAME and \
+             http_header_url:INDEX:NAME)",
             unsupported.join(", "),
             SUPPORTED.join(", ")
         )));
@@ -136,7 +148,11 @@ pub fn parse(qualifiers: &[re_asset::Qualifier]) -> Result<Qualifiers> {
         .find(|(name, _)| name == CHECKSUM_SRI)
         .map(|(_, value)| parse_sri(value))
         .transpose()?;
-    Ok(Qualifiers { checksum, all })
+    Ok(Qualifiers {
+        checksum,
+        all,
+        headers,
+    })
 }
 
 /// An SRI value: space-separated `ALGORITHM-BASE64[?OPTIONS]`; the
@@ -237,6 +253,17 @@ mod tests {
         assert_eq!(parsed.all[0].0, CANONICAL_ID);
         assert_eq!(parsed.all[1].0, CHECKSUM_SRI);
         assert_eq!(parse(&[]).unwrap(), Qualifiers::default());
+        let with_header = parse(&[
+            q(CANONICAL_ID, "v1"),
+            q("http_header:Authorization", "Bearer t"),
+        ])
+        .unwrap();
+        assert_eq!(
+            with_header.all,
+            vec![(CANONICAL_ID.to_string(), "v1".to_string())],
+            "headers are not part of the identity"
+        );
+        assert!(!with_header.headers.is_empty());
     }
 
     #[test]

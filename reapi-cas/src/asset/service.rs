@@ -90,7 +90,9 @@ impl AssetServices {
             ));
         }
         let function = DigestFunction::from_proto(digest_function)?;
-        Ok((function, qualifiers::parse(qualifiers)?))
+        let qualifiers = qualifiers::parse(qualifiers)?;
+        qualifiers.headers.check_indexes(uris.len())?;
+        Ok((function, qualifiers))
     }
 
     /// Records a push of `digest` (which must be in the CAS) for each URI.
@@ -229,29 +231,37 @@ impl Fetch for AssetServices {
         };
         let timeout = request.timeout.as_ref().and_then(time::duration);
         let mut last = None;
-        for uri in &request.uris {
+        // Content fetched with the client's headers (its credentials) and
+        // no checksum to prove the caller knows it is not remembered, so
+        // that it is never an answer to a client without them.
+        let remember = qualifiers.checksum.is_some() || qualifiers.headers.is_empty();
+        for (index, uri) in request.uris.iter().enumerate() {
+            let headers = qualifiers.headers.for_uri(index);
             match fetcher
                 .fetch(
                     instance,
                     function,
                     uri,
+                    &headers,
                     qualifiers.checksum.as_ref(),
                     timeout,
                 )
                 .await
             {
                 Ok(digest) => {
-                    self.associations
-                        .record(
-                            instance,
-                            AssetKind::Blob,
-                            uri,
-                            &qualifiers.all,
-                            &digest,
-                            None,
-                        )
-                        .await?;
-                    tracing::info!(%uri, %digest, "asset fetched");
+                    if remember {
+                        self.associations
+                            .record(
+                                instance,
+                                AssetKind::Blob,
+                                uri,
+                                &qualifiers.all,
+                                &digest,
+                                None,
+                            )
+                            .await?;
+                    }
+                    tracing::info!(%uri, %digest, remember, "asset fetched");
                     return Ok(Response::new(re_asset::FetchBlobResponse {
                         status: Some(Default::default()),
                         uri: uri.clone(),
