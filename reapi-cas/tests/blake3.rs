@@ -7,8 +7,10 @@
 
 use prost::Message;
 use reapi_core::proto::remote_execution as re;
+use reapi_core::DigestFunction;
 use reapi_test_support::action_cache::simple_result;
 use reapi_test_support::bytestream::{read, write, write_msgs};
+use reapi_test_support::cas::{batch_read_with, try_find_missing_with, upload_with};
 use reapi_test_support::clients::Cas;
 use reapi_test_support::digests::{blake3, data, dig, dig_blake3, dig_msg_blake3, sha256, PDigest};
 use reapi_test_support::server::storage::{Server, Setup, LARGE_BUDGET};
@@ -16,15 +18,10 @@ use reapi_test_support::status::{assert_code, rpc_code};
 use tonic::Code;
 
 async fn find_missing(cas: &mut Cas, function: i32, digests: &[PDigest]) -> Vec<PDigest> {
-    cas.find_missing_blobs(re::FindMissingBlobsRequest {
-        instance_name: String::new(),
-        blob_digests: digests.to_vec(),
-        digest_function: function,
-    })
-    .await
-    .expect("FindMissingBlobs")
-    .into_inner()
-    .missing_blob_digests
+    let function = DigestFunction::from_proto(function).unwrap();
+    try_find_missing_with(function, cas, "", digests)
+        .await
+        .expect("FindMissingBlobs")
 }
 
 /// Uploads `blobs` in one batch under `function`, each named by `digest`;
@@ -52,13 +49,7 @@ async fn batch_update(cas: &mut Cas, function: i32, blobs: &[(&PDigest, &[u8])])
 }
 
 async fn upload_blake3(cas: &mut Cas, blobs: &[&[u8]]) -> Vec<PDigest> {
-    let digests: Vec<PDigest> = blobs.iter().map(|b| dig_blake3(b)).collect();
-    let entries: Vec<(&PDigest, &[u8])> = digests.iter().zip(blobs.iter().copied()).collect();
-    assert!(batch_update(cas, blake3(), &entries)
-        .await
-        .iter()
-        .all(|c| *c == Code::Ok));
-    digests
+    upload_with(DigestFunction::Blake3, cas, "", blobs).await
 }
 
 async fn batch_read(
@@ -66,17 +57,11 @@ async fn batch_read(
     function: i32,
     digest: &PDigest,
 ) -> re::batch_read_blobs_response::Response {
-    cas.batch_read_blobs(re::BatchReadBlobsRequest {
-        instance_name: String::new(),
-        digests: vec![digest.clone()],
-        acceptable_compressors: vec![],
-        digest_function: function,
-    })
-    .await
-    .expect("BatchReadBlobs")
-    .into_inner()
-    .responses
-    .remove(0)
+    let function = DigestFunction::from_proto(function).unwrap();
+    batch_read_with(function, cas, "", std::slice::from_ref(digest))
+        .await
+        .expect("BatchReadBlobs")
+        .remove(0)
 }
 
 fn blake3_name(prefix: &str, digest: &PDigest) -> String {

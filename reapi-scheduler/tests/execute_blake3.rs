@@ -8,6 +8,7 @@ use prost::Message;
 use reapi_core::proto::remote_execution as re;
 use reapi_core::DigestFunction;
 use reapi_test_support::actions::{sh, ActionSpec};
+use reapi_test_support::cas::{batch_read_with, try_find_missing_with};
 use reapi_test_support::clients::Cas;
 use reapi_test_support::digests::{blake3, dig, dig_blake3, sha256, PDigest};
 use reapi_test_support::operations::{execute, execute_request, metadata, Run};
@@ -35,18 +36,15 @@ fn blake3_request(action: &PDigest) -> re::ExecuteRequest {
 }
 
 async fn read_blake3(cas: &mut Cas, digest: &PDigest) -> Vec<u8> {
-    let response = cas
-        .batch_read_blobs(re::BatchReadBlobsRequest {
-            instance_name: String::new(),
-            digests: vec![digest.clone()],
-            acceptable_compressors: vec![],
-            digest_function: blake3(),
-        })
-        .await
-        .expect("BatchReadBlobs")
-        .into_inner()
-        .responses
-        .remove(0);
+    let response = batch_read_with(
+        DigestFunction::Blake3,
+        cas,
+        "",
+        std::slice::from_ref(digest),
+    )
+    .await
+    .expect("BatchReadBlobs")
+    .remove(0);
     assert_eq!(rpc_code(&response.status), Code::Ok, "{digest:?}");
     assert_eq!(&dig_blake3(&response.data), digest, "stored under BLAKE3");
     response.data
@@ -87,16 +85,14 @@ async fn blake3_actions_hash_their_outputs_with_blake3() {
     read_blake3(&mut cas, &dig_blake3(b"leaf\n")).await;
 
     // Nothing of it is a SHA-256 blob.
-    let as_sha256 = cas
-        .find_missing_blobs(re::FindMissingBlobsRequest {
-            instance_name: String::new(),
-            blob_digests: vec![dig(INPUT), dig(b"hi\n")],
-            digest_function: sha256(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .missing_blob_digests;
+    let as_sha256 = try_find_missing_with(
+        DigestFunction::Sha256,
+        &mut cas,
+        "",
+        &[dig(INPUT), dig(b"hi\n")],
+    )
+    .await
+    .unwrap();
     assert_eq!(as_sha256.len(), 2);
 }
 

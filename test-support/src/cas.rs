@@ -26,11 +26,21 @@ pub async fn try_find_missing(
     instance: &str,
     digests: &[PDigest],
 ) -> Result<Vec<PDigest>, Status> {
+    try_find_missing_with(DigestFunction::Sha256, cas, instance, digests).await
+}
+
+/// [`try_find_missing`] of digests made with `function`.
+pub async fn try_find_missing_with(
+    function: DigestFunction,
+    cas: &mut Cas,
+    instance: &str,
+    digests: &[PDigest],
+) -> Result<Vec<PDigest>, Status> {
     Ok(cas
         .find_missing_blobs(re::FindMissingBlobsRequest {
             instance_name: instance.into(),
             blob_digests: digests.to_vec(),
-            digest_function: sha256(),
+            digest_function: function.proto_value(),
         })
         .await?
         .into_inner()
@@ -139,12 +149,22 @@ pub async fn batch_read(
     instance: &str,
     digests: &[PDigest],
 ) -> Result<Vec<re::batch_read_blobs_response::Response>, Status> {
+    batch_read_with(DigestFunction::Sha256, cas, instance, digests).await
+}
+
+/// [`batch_read`] of digests made with `function`.
+pub async fn batch_read_with(
+    function: DigestFunction,
+    cas: &mut Cas,
+    instance: &str,
+    digests: &[PDigest],
+) -> Result<Vec<re::batch_read_blobs_response::Response>, Status> {
     Ok(cas
         .batch_read_blobs(re::BatchReadBlobsRequest {
             instance_name: instance.into(),
             digests: digests.to_vec(),
             acceptable_compressors: vec![],
-            digest_function: sha256(),
+            digest_function: function.proto_value(),
         })
         .await?
         .into_inner()
